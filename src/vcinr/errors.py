@@ -1,0 +1,25 @@
+"""Errors that the CLI turns into a one-line message and a non-zero exit.
+
+Anything raised as a :class:`VcinrError` is the user's problem (bad file, bad config, a
+bitstream for another model) and is reported without a traceback; anything else is a bug.
+"""
+
+
+class VcinrError(Exception):
+    """Base class of every error that is reported to the user as one line."""
+
+
+class InputError(VcinrError):
+    """An input file or array that cannot be used (missing, corrupt, NaN, wrong modality)."""
+
+
+class ConfigError(VcinrError):
+    """A configuration that names an unknown key or holds an out-of-range value."""
+
+
+class ModelError(VcinrError):
+    """A model directory that is missing, incomplete, tampered with or of another version."""
+
+
+class BitstreamError(VcinrError):
+    """A ``.vci`` bitstream that is corrupt, truncated or made for another model."""

@@ -1,0 +1,36 @@
+"""What every modality provides: read a file into a Signal, write a Signal back to a file."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from vcinr.signal import Signal
+
+
+class Modality(ABC):
+    """A kind of data and its coordinate conventions (paper appendix A).
+
+    Attributes:
+        name: registry name, stored in model configs and bitstreams.
+        suffixes: lower-case file suffixes this modality reads, e.g. ``(".png", ".jpg")``.
+        coord_range: ``(low, high)`` of the regular coordinate grid that patches of this
+            modality use; ``None`` for modalities whose coordinates are not a regular grid
+            (the sphere), which therefore cannot be patched.
+        loss: ``"mse"`` (PSNR) or ``"bce"`` (binary occupancy, scored by accuracy).
+        in_dim: number of coordinate dimensions.
+    """
+
+    name: str
+    suffixes: tuple[str, ...]
+    coord_range: tuple[float, float] | None
+    loss: str = "mse"
+    in_dim: int
+
+    @abstractmethod
+    def read(self, path: Path) -> Signal:
+        """Read ``path``; raise :class:`vcinr.errors.InputError` with one line if it cannot."""
+
+    @abstractmethod
+    def write(self, signal: Signal, path: Path) -> None:
+        """Write ``signal`` (features possibly reconstructed) in the format of ``signal.meta``."""
