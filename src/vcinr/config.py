@@ -1,0 +1,209 @@
+"""Experiment configuration: YAML presets → typed, validated dataclasses.
+
+A config has four sections — ``model`` (the SIREN and its conditioning), ``meta`` (Meta-SGD),
+``train`` (the outer loop) and ``data`` (:class:`vcinr.data.DataConfig`).  Unknown keys and
+out-of-range values are refused with a one-line :class:`~vcinr.errors.ConfigError` that
+names the offending key, because a silently ignored typo costs a whole training run.
+
+Presets ship inside the package (``vcinr/configs/*.yaml``) and can be named without a path:
+``vcinr train --config cifar10-tiny``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vcinr.data import DataConfig
+from vcinr.errors import ConfigError
+
+
+@dataclass
+class VcinrOptions:
+    """The φ → gates network of VC-INR (Tables 3–7, "φ → {G_low} network")."""
+
+    hidden: int = 256
+    blocks: int = 1
+    rank: int = 4
+    gate_first_layer: bool = False
+    layer_norm: bool = True
+
+
+@dataclass
+class MscnOptions:
+    """MSCN's sparse latent: ``pool × latent_dim`` entries of which ``latent_dim`` stay non-zero."""
+
+    pool: int = 4
+    l0_weight: float = 1e-3
+
+
+@dataclass
+class ModelConfig:
+    width: int = 64
+    depth: int = 4
+    w0: float = 30.0
+    conditioning: str = "vcinr"
+    latent_dim: int = 64
+    vcinr: VcinrOptions = field(default_factory=VcinrOptions)
+    mscn: MscnOptions = field(default_factory=MscnOptions)
+
+
+@dataclass
+class MetaConfig:
+    inner_steps: int = 3
+    lr_init: tuple[float, float] = (1.0, 1.0)
+    lr_clip: tuple[float, float] = (-5.0, 5.0)
+    second_order: bool = True
+    checkpointing: bool = False
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 16
+    outer_lr: float = 3e-4
+    grad_clip: float | None = 1.0
+    eval_every: int = 100
+    eval_items: int = 128
+    checkpoint_every: int = 100
+    seed: int = 0
+    device: str = "cpu"
+    time_budget: float | None = None
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    meta: MetaConfig = field(default_factory=MetaConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> None:
+        """Range checks that the types alone cannot express."""
+        m, meta, t = self.model, self.meta, self.train
+        positive = {
+            "model.width": m.width, "model.depth": m.depth, "model.latent_dim": m.latent_dim,
+            "model.w0": m.w0, "model.vcinr.hidden": m.vcinr.hidden, "model.vcinr.rank": m.vcinr.rank,
+            "model.mscn.pool": m.mscn.pool, "train.steps": t.steps, "train.batch_size": t.batch_size,
+            "train.outer_lr": t.outer_lr, "train.eval_every": t.eval_every,
+            "train.eval_items": t.eval_items, "train.checkpoint_every": t.checkpoint_every,
+        }
+        for key, value in positive.items():
+            if value <= 0:
+                raise ConfigError(f"{key} must be positive, got {value}")
+        if m.conditioning not in ("functa", "mscn", "vcinr"):
+            raise ConfigError(f"model.conditioning must be functa, mscn or vcinr, got {m.conditioning!r}")
+        if m.vcinr.blocks < 0 or meta.inner_steps < 0:
+            raise ConfigError("model.vcinr.blocks and meta.inner_steps must be >= 0")
+        if meta.lr_init[0] > meta.lr_init[1] or meta.lr_clip[0] > meta.lr_clip[1]:
+            raise ConfigError("meta.lr_init and meta.lr_clip must be [low, high] with low <= high")
+        if t.time_budget is not None and t.time_budget <= 0:
+            raise ConfigError(f"train.time_budget must be positive seconds, got {t.time_budget}")
+        if t.device != "cpu" and not t.device.startswith("cuda"):
+            raise ConfigError(f"train.device must be cpu or cuda[:N], got {t.device!r}")
+
+
+def _convert(value: Any, hint: Any, key: str) -> Any:
+    """Coerce a YAML value to the annotated type, or raise a ConfigError naming ``key``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], key)
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, key)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{key} must be a list of {len(args)} numbers, got {value!r}")
+        return tuple(_convert(v, a, key) for v, a in zip(value, args))
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return [_convert(v, args[0], key) for v in value] if args else list(value)
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return dict(value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(f"{key} must be a number, got {value!r}") from None
+        if hint is int:
+            if number != int(number):
+                raise ConfigError(f"{key} must be an integer, got {value!r}")
+            return int(number)
+        return number
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, refusing keys it does not have."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else f" (known: {', '.join(names)})"
+            raise ConfigError(f"unknown config key '{path}'{hint}")
+        kwargs[key] = _convert(value, hints[key], path)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(f"{prefix or 'config'}: {exc}") from None
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name[:-5] for p in resources.files("vcinr.configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    """Load a preset by name or a YAML file by path, apply ``section.key`` overrides, validate."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError(f"config file not found: {path}")
+        text = path.read_text()
+    else:
+        preset = resources.files("vcinr.configs") / f"{name_or_path}.yaml"
+        if not preset.is_file():
+            raise ConfigError(f"no config file or preset named {str(name_or_path)!r}; presets: {', '.join(preset_names())}")
+        text = preset.read_text()
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{name_or_path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    for dotted, value in (overrides or {}).items():
+        section = raw
+        *parents, last = dotted.split(".")
+        for p in parents:
+            section = section.setdefault(p, {})
+        section[last] = value
+    config = from_dict(Config, raw)
+    config.validate()
+    return config

@@ -1,0 +1,127 @@
+"""Meta-SGD (Li et al., 2017) over a conditioned SIREN: paper appendix C, Algorithm 1.
+
+A :class:`MetaINR` holds everything that is shared across items and meta-learned in the
+outer loop — the base SIREN θ, the conditioning network, the latent initialisation φ0 and
+one inner-loop step size per latent entry — and fits the per-item latent φ with a few
+gradient steps from φ0 (the adaptation loop 𝒪 of Figure 1c).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.checkpoint import checkpoint
+
+from vcinr.inr.conditioning import Conditioning
+from vcinr.inr.siren import Siren
+
+LOSSES = ("mse", "bce")
+
+
+class MetaINR(nn.Module):
+    """Shared INR + meta-learned latent initialisation and per-dimension inner step sizes.
+
+    Args:
+        siren: the base network f(·; θ).
+        conditioning: maps a latent (inner-loop state) to modulations of ``siren``.
+        inner_steps: k, the number of adaptation steps (3 in all of the paper's tables).
+        lr_init: ``(low, high)`` of the uniform initialisation of the Meta-SGD step sizes.
+        lr_clip: ``(min, max)`` the step sizes are clipped to when used.
+        loss: ``"mse"`` for real-valued features, ``"bce"`` for occupancies (logits out).
+    """
+
+    def __init__(
+        self,
+        siren: Siren,
+        conditioning: Conditioning,
+        inner_steps: int = 3,
+        lr_init: tuple[float, float] = (1.0, 1.0),
+        lr_clip: tuple[float, float] = (-5.0, 5.0),
+        loss: str = "mse",
+    ):
+        super().__init__()
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        self.siren, self.conditioning = siren, conditioning
+        self.inner_steps, self.lr_clip, self.loss = inner_steps, tuple(lr_clip), loss
+        self.state0 = nn.Parameter(conditioning.initial_state())
+        low, high = lr_init
+        self.inner_lr = nn.Parameter(torch.empty(conditioning.state_dim).uniform_(low, high))
+
+    # ----------------------------------------------------------------- evaluation
+    def predict(self, coords: torch.Tensor, state: torch.Tensor, stochastic: bool = False) -> torch.Tensor:
+        """Raw network output (features, or occupancy logits for ``bce``) ``(B, N, C)``."""
+        return self.siren(coords, self.conditioning.modulations(state, stochastic))
+
+    def decode(self, coords: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """Features reconstructed from stored latents φ̂ (what the decoder runs), ``(B, N, C)``."""
+        out = self.siren(coords, self.conditioning.modulations_from_code(code))
+        return torch.sigmoid(out) if self.loss == "bce" else out
+
+    def item_loss(self, pred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Per-item reconstruction loss ``(B,)``: mean over points and channels."""
+        if self.loss == "bce":
+            per_point = F.binary_cross_entropy_with_logits(pred, targets, reduction="none")
+        else:
+            per_point = (pred - targets).square()
+        return per_point.flatten(1).mean(dim=1)
+
+    # ---------------------------------------------------------------- inner loop
+    def step_sizes(self) -> torch.Tensor:
+        """The Meta-SGD step sizes as used: clipped to ``lr_clip``."""
+        return self.inner_lr.clamp(*self.lr_clip)
+
+    def _inner_grad(self, state: torch.Tensor, coords: torch.Tensor, targets: torch.Tensor,
+                    create_graph: bool) -> torch.Tensor:
+        pred = self.predict(coords, state, stochastic=self.training)
+        loss = self.item_loss(pred, targets) + self.conditioning.inner_penalty(state)
+        # Items are independent, so the gradient of the summed loss is every item's own gradient.
+        (grad,) = torch.autograd.grad(loss.sum(), state, create_graph=create_graph)
+        return grad
+
+    def _second_order_step(self, state: torch.Tensor, coords: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return state - self.step_sizes() * self._inner_grad(state, coords, targets, create_graph=True)
+
+    def adapt(
+        self,
+        coords: torch.Tensor,
+        targets: torch.Tensor,
+        steps: int | None = None,
+        second_order: bool = True,
+        checkpointing: bool = False,
+    ) -> torch.Tensor:
+        """Fit the latents of a batch of items with ``steps`` Meta-SGD steps from φ0.
+
+        Under ``torch.no_grad()`` (encoding, validation) no meta-gradient graph is kept;
+        otherwise the result is differentiable w.r.t. θ, φ0 and the step sizes.
+
+        Args:
+            coords: ``(N, in_dim)`` shared coordinates (or ``(B, N, in_dim)``).
+            targets: ``(B, N, out_dim)`` features.
+            steps: defaults to the meta-trained number of inner steps.
+            second_order: differentiate through the inner gradients (MAML); ``False`` treats
+                them as constants (first-order MAML: φ0 and the step sizes still learn).
+            checkpointing: recompute each second-order inner step in the backward pass
+                instead of storing its activations (less memory, one more forward in time).
+
+        Returns:
+            ``(B, state_dim)`` adapted inner-loop states; :meth:`Conditioning.code` turns
+            them into the latents φ that are stored.
+        """
+        steps = self.inner_steps if steps is None else steps
+        meta_grad = torch.is_grad_enabled()
+        state = self.state0.expand(targets.shape[0], -1)
+        if not meta_grad:
+            state = state.detach()
+        for _ in range(steps):
+            if meta_grad and second_order and checkpointing:
+                state = checkpoint(self._second_order_step, state, coords, targets, use_reentrant=False)
+            elif meta_grad and second_order:
+                state = self._second_order_step(state, coords, targets)
+            else:
+                with torch.enable_grad():
+                    leaf = state.detach().requires_grad_(True)
+                    grad = self._inner_grad(leaf, coords, targets, create_graph=False)
+                state = state - self.step_sizes() * grad
+        return state

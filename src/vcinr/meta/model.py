@@ -1,0 +1,167 @@
+"""Build a :class:`MetaINR` from a config, and save / load it as safetensors + JSON.
+
+A model directory holds:
+
+* ``config.json`` — the full training config, the item geometry (:class:`ItemSpec`) and the
+  fingerprint of the weights;
+* ``model.safetensors`` — the meta-learned weights (θ, conditioning network, φ0, step sizes);
+* later, codec files added by ``vcinr fit-codec`` and the training checkpoint.
+
+Nothing is ever unpickled: weights are safetensors, everything else is JSON.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from vcinr import __version__
+from vcinr.config import Config, from_dict
+from vcinr.errors import ModelError
+from vcinr.inr.conditioning import GatedConditioning, build_conditioning
+from vcinr.inr.siren import Siren
+from vcinr.meta.metasgd import MetaINR
+
+MODEL_FORMAT = 1
+CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+
+
+@dataclass
+class ItemSpec:
+    """The geometry of the items a model was trained on, which any input must match.
+
+    ``item_shape`` is the patch shape (or the whole grid when not patching); ``coord_range``
+    is the regular-grid range patches use, ``None`` when coordinates come from the signal
+    (the sphere), in which case inputs must have exactly ``item_shape``.
+    """
+
+    modality: str
+    in_dim: int
+    out_dim: int
+    loss: str
+    item_shape: tuple[int, ...]
+    coord_range: tuple[float, float] | None
+
+
+def build_model(config: Config, spec: ItemSpec) -> MetaINR:
+    m = config.model
+    siren = Siren(spec.in_dim, spec.out_dim, m.width, m.depth, m.w0)
+    if m.conditioning == "vcinr":
+        options: dict[str, Any] = asdict(m.vcinr)
+        latent = m.latent_dim
+    elif m.conditioning == "mscn":
+        options = {"budget": m.latent_dim, "l0_weight": m.mscn.l0_weight}
+        latent = m.latent_dim * m.mscn.pool
+    else:
+        options, latent = {}, m.latent_dim
+    conditioning = build_conditioning(m.conditioning, latent, siren.layer_shapes, **options)
+    if isinstance(conditioning, GatedConditioning):
+        conditioning.compensate_siren_init(siren)
+    return MetaINR(siren, conditioning, config.meta.inner_steps, config.meta.lr_init, config.meta.lr_clip, spec.loss)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write through a temporary file, fsync and rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+    """safetensors ``save_file`` with the same crash safety as :func:`atomic_write_bytes`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def fingerprint_file(path: Path) -> str:
+    """SHA-256 of a weights file: bitstreams name the exact model they need by it."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_model(model: MetaINR, config: Config, spec: ItemSpec, directory: Path) -> str:
+    """Write weights and config; returns the fingerprint."""
+    directory = Path(directory)
+    atomic_save_tensors(model.state_dict(), directory / WEIGHTS_FILE)
+    fingerprint = fingerprint_file(directory / WEIGHTS_FILE)
+    meta = {
+        "vcinr_version": __version__,
+        "format": MODEL_FORMAT,
+        "fingerprint": fingerprint,
+        "item": asdict(spec),
+        "config": config.to_dict(),
+    }
+    atomic_write_bytes(directory / CONFIG_FILE, json.dumps(meta, indent=2).encode())
+    return fingerprint
+
+
+@dataclass
+class LoadedModel:
+    model: MetaINR
+    config: Config
+    spec: ItemSpec
+    fingerprint: str
+    directory: Path
+
+
+def read_model_json(directory: Path) -> dict[str, Any]:
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise ModelError(f"{directory} is not a vcinr model directory (no {CONFIG_FILE}); train one with 'vcinr train'")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ModelError(f"{path} is not valid JSON") from None
+    if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
+        raise ModelError(f"{path}: unsupported model format {meta.get('format') if isinstance(meta, dict) else '?'} (this vcinr reads format {MODEL_FORMAT})")
+    return meta
+
+
+def load_model(directory: str | Path, device: str = "cpu") -> LoadedModel:
+    """Load a model directory, refusing incomplete, foreign or tampered ones."""
+    directory = Path(directory)
+    meta = read_model_json(directory)
+    weights = directory / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ModelError(f"{directory} has no {WEIGHTS_FILE}; the model directory is incomplete")
+    fingerprint = fingerprint_file(weights)
+    if fingerprint != meta.get("fingerprint"):
+        raise ModelError(f"{weights} does not match the fingerprint in {CONFIG_FILE}; the model was modified or mixed up")
+    try:
+        config = from_dict(Config, meta["config"])
+        item = dict(meta["item"])
+        item["item_shape"] = tuple(item["item_shape"])
+        item["coord_range"] = tuple(item["coord_range"]) if item["coord_range"] is not None else None
+        spec = ItemSpec(**item)
+        model = build_model(config, spec)
+        state = load_file(weights)
+        model.load_state_dict(state)
+    except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as exc:
+        raise ModelError(f"{directory}: cannot load model ({str(exc).splitlines()[0]})") from None
+    model.to(device).eval()
+    return LoadedModel(model, config, spec, fingerprint, directory)

@@ -1,0 +1,254 @@
+"""The outer loop of Algorithm 1: meta-train θ, the conditioning network, φ0 and step sizes.
+
+Every step samples a batch of items, adapts their latents with k Meta-SGD steps, and
+updates the shared parameters with Adam on the post-adaptation loss.  The run lives in one
+output directory: re-running with the same directory resumes from its last checkpoint
+(model, optimiser, step, sampler and RNG state), so an interrupted run loses at most
+``checkpoint_every`` steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from tqdm import tqdm
+
+from vcinr.config import Config
+from vcinr.data import ItemSet, load_items
+from vcinr.errors import ConfigError, ModelError
+from vcinr.meta.metasgd import MetaINR
+from vcinr.meta.model import (
+    ItemSpec,
+    atomic_save_tensors,
+    atomic_write_bytes,
+    build_model,
+    save_model,
+)
+from vcinr.modalities import get_modality
+
+CHECKPOINT_WEIGHTS, CHECKPOINT_STATE, METRICS_FILE = "checkpoint.safetensors", "checkpoint.json", "metrics.jsonl"
+MAX_BAD_STEPS = 10  # consecutive non-finite steps before a run is declared diverged
+
+
+def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB of features in [0, 1] (the paper's −10·log10(MSE))."""
+    return -10.0 * torch.log10(mse.clamp_min(1e-12))
+
+
+def flat_items(items: ItemSet) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coordinates ``(N, in_dim)`` and features ``(num_items, N, out_dim)`` with the grid flattened."""
+    coords = items.coords.reshape(-1, items.coords.shape[-1])
+    features = items.features.reshape(items.features.shape[0], -1, items.features.shape[-1])
+    return coords, features
+
+
+def evaluate(model: MetaINR, items: ItemSet, max_items: int, batch_size: int, steps: int | None = None,
+             device: str = "cpu") -> dict[str, float]:
+    """Mean per-item quality after ``steps`` inner steps on up to ``max_items`` items.
+
+    Returns ``loss`` and ``psnr`` (dB, on clamped [0, 1] predictions) for real-valued data, or
+    ``loss`` and ``accuracy`` (fraction of voxels right) for occupancies.
+    """
+    coords, features = flat_items(items)
+    coords = coords.to(device)
+    was_training = model.training
+    model.eval()
+    totals: dict[str, float] = {}
+    count = 0
+    with torch.no_grad():
+        for start in range(0, min(max_items, features.shape[0]), batch_size):
+            target = features[start : min(start + batch_size, max_items)].to(device)
+            state = model.adapt(coords, target, steps=steps)
+            pred = model.predict(coords, state)
+            losses = model.item_loss(pred, target)
+            if model.loss == "bce":
+                quality = ((pred > 0).float() == target).float().flatten(1).mean(1)
+                key = "accuracy"
+            else:
+                quality = psnr_from_mse((pred.clamp(0, 1) - target).square().flatten(1).mean(1))
+                key = "psnr"
+            totals["loss"] = totals.get("loss", 0.0) + losses.sum().item()
+            totals[key] = totals.get(key, 0.0) + quality.sum().item()
+            count += target.shape[0]
+    model.train(was_training)
+    return {k: v / count for k, v in totals.items()}
+
+
+def item_spec(config: Config, items: ItemSet) -> ItemSpec:
+    modality = get_modality(items.modality)
+    patched = config.data.patch is not None
+    return ItemSpec(
+        modality=items.modality,
+        in_dim=items.coords.shape[-1],
+        out_dim=items.features.shape[-1],
+        loss=modality.loss,
+        item_shape=tuple(items.features.shape[1:-1]),
+        coord_range=tuple(modality.coord_range) if patched and modality.coord_range is not None else None,
+    )
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    initial: dict[str, float]
+    final: dict[str, float]
+    seconds: float
+    fingerprint: str
+
+
+class _Checkpoint:
+    """Training state as safetensors (tensors) + JSON (scalars); nothing is pickled."""
+
+    def __init__(self, directory: Path):
+        self.weights, self.state = directory / CHECKPOINT_WEIGHTS, directory / CHECKPOINT_STATE
+
+    def exists(self) -> bool:
+        return self.weights.is_file() and self.state.is_file()
+
+    def save(self, model: MetaINR, optimizer: torch.optim.Optimizer, sampler: torch.Generator,
+             scalars: dict[str, Any]) -> None:
+        tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+        opt = optimizer.state_dict()
+        for pid, pstate in opt["state"].items():
+            for key, value in pstate.items():
+                tensors[f"opt.{pid}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+        tensors["rng.torch"] = torch.get_rng_state()
+        tensors["rng.sampler"] = sampler.get_state()
+        atomic_save_tensors(tensors, self.weights)
+        scalars = dict(scalars, param_groups=[{k: v for k, v in g.items() if k != "params"} for g in opt["param_groups"]])
+        atomic_write_bytes(self.state, json.dumps(scalars).encode())
+
+    def load(self, model: MetaINR, optimizer: torch.optim.Optimizer, sampler: torch.Generator) -> dict[str, Any]:
+        try:
+            tensors = load_file(self.weights)
+            scalars = json.loads(self.state.read_text())
+            model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+            opt = optimizer.state_dict()
+            state: dict[int, dict[str, torch.Tensor]] = {}
+            for key, value in tensors.items():
+                if key.startswith("opt."):
+                    _, pid, name = key.split(".", 2)
+                    state.setdefault(int(pid), {})[name] = value
+            for group, saved in zip(opt["param_groups"], scalars["param_groups"]):
+                group.update({k: v for k, v in saved.items() if k in group})
+            optimizer.load_state_dict({"state": state, "param_groups": opt["param_groups"]})
+            torch.set_rng_state(tensors["rng.torch"])
+            sampler.set_state(tensors["rng.sampler"])
+        except (SafetensorError, json.JSONDecodeError, KeyError, RuntimeError, ValueError) as exc:
+            raise ModelError(f"cannot resume from {self.weights.parent}: damaged checkpoint ({str(exc).splitlines()[0]})") from None
+        return scalars
+
+
+def _check_same_run(out: Path, config: Config) -> None:
+    """Refuse to resume a directory that holds a run with another config."""
+    saved = out / "train_config.json"
+    current = json.dumps(config.to_dict(), sort_keys=True, default=list)
+    if saved.is_file():
+        previous = json.dumps(json.loads(saved.read_text()), sort_keys=True, default=list)
+        ignore = ("steps", "time_budget", "device")
+        a, b = json.loads(previous), json.loads(current)
+        for key in ignore:
+            a["train"].pop(key, None)
+            b["train"].pop(key, None)
+        if a != b:
+            raise ConfigError(f"{out} holds a run with a different config; use another --out or delete it")
+    else:
+        atomic_write_bytes(saved, current.encode())
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop metric lines logged after the checkpoint we resume from."""
+    if not path.is_file():
+        return
+    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    atomic_write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode())
+
+
+def train(config: Config, out: str | Path, progress: bool = True) -> TrainResult:
+    """Meta-train (or resume) a model into ``out``; see the module docstring."""
+    if config.data is None:
+        raise ConfigError("the config has no data section; pass --data PATH or add one")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t = config.train
+    device = t.device
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("train.device is cuda but no CUDA device is available")
+    torch.manual_seed(t.seed)
+
+    train_items, test_items = load_items(config.data, "train"), load_items(config.data, "test")
+    spec = item_spec(config, train_items)
+    model = build_model(config, spec).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=t.outer_lr)
+    sampler = torch.Generator().manual_seed(t.seed)
+    checkpoint = _Checkpoint(out)
+    metrics_path = out / METRICS_FILE
+    _check_same_run(out, config)
+
+    evaluate_now = lambda: evaluate(model, test_items, t.eval_items, t.batch_size, device=device)  # noqa: E731
+    if checkpoint.exists():
+        scalars = checkpoint.load(model, optimizer, sampler)
+        step, elapsed, initial = scalars["step"], scalars["elapsed"], scalars["initial"]
+        _truncate_metrics(metrics_path, step)
+    else:
+        step, elapsed = 0, 0.0
+        initial = evaluate_now()
+        _log(metrics_path, {"step": 0, **{f"val_{k}": v for k, v in initial.items()}})
+
+    coords, features = flat_items(train_items)
+    coords = coords.to(device)
+    bad_steps = 0
+    started = time.perf_counter() - elapsed
+    bar = tqdm(total=t.steps, initial=step, disable=not progress, desc="meta-train", unit="step")
+    model.train()
+    while step < t.steps and (t.time_budget is None or time.perf_counter() - started < t.time_budget):
+        idx = torch.randint(0, features.shape[0], (t.batch_size,), generator=sampler)
+        target = features[idx].to(device)
+        state = model.adapt(coords, target, second_order=config.meta.second_order,
+                            checkpointing=config.meta.checkpointing)
+        loss = model.item_loss(model.predict(coords, state, stochastic=True), target).mean()
+        optimizer.zero_grad(set_to_none=True)
+        finite = bool(torch.isfinite(loss))
+        if finite:
+            loss.backward()
+            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip if t.grad_clip else math.inf)
+            finite = bool(torch.isfinite(norm))
+        if not finite:
+            bad_steps += 1
+            _log(metrics_path, {"step": step, "event": "non-finite loss or gradient; step skipped"})
+            if bad_steps >= MAX_BAD_STEPS:
+                raise ModelError(f"training diverged: {bad_steps} non-finite steps in a row at step {step}; "
+                                 "lower train.outer_lr or meta.lr_clip (last good checkpoint kept)")
+            continue
+        bad_steps = 0
+        optimizer.step()
+        step += 1
+        bar.update(1)
+        record: dict[str, Any] = {"step": step, "loss": loss.item(), "time": time.perf_counter() - started}
+        if spec.loss == "mse":
+            record["psnr"] = psnr_from_mse(loss.detach()).item()
+        if step % t.eval_every == 0 or step == t.steps:
+            record.update({f"val_{k}": v for k, v in evaluate_now().items()})
+            bar.set_postfix({k: round(v, 3) for k, v in record.items() if k.startswith("val_")})
+        _log(metrics_path, record)
+        if step % t.checkpoint_every == 0 or step == t.steps:
+            checkpoint.save(model, optimizer, sampler, {"step": step, "elapsed": time.perf_counter() - started, "initial": initial})
+    bar.close()
+    elapsed = time.perf_counter() - started
+    checkpoint.save(model, optimizer, sampler, {"step": step, "elapsed": elapsed, "initial": initial})
+    final = evaluate_now()
+    fingerprint = save_model(model, config, spec, out)
+    return TrainResult(step, initial, final, elapsed, fingerprint)
+
+
+def _log(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")

@@ -1,0 +1,116 @@
+"""The base SIREN and the three conditioning schemes: shapes, gradients, paper semantics."""
+
+import math
+
+import pytest
+import torch
+
+from vcinr.inr.conditioning import (
+    GatedConditioning,
+    ShiftConditioning,
+    SparseShiftConditioning,
+    build_conditioning,
+)
+from vcinr.inr.siren import Modulations, Siren
+from vcinr.signal import grid_coordinates
+
+WIDTH, DEPTH, BATCH = 32, 3, 5
+
+
+@pytest.fixture
+def siren():
+    torch.manual_seed(0)
+    return Siren(in_dim=2, out_dim=3, width=WIDTH, depth=DEPTH, w0=30.0)
+
+
+@pytest.fixture
+def coords():
+    return grid_coordinates((8, 8), 0.0, 1.0).reshape(-1, 2)
+
+
+def make(scheme, siren):
+    options = {"mscn": {"budget": 8}, "vcinr": {"hidden": 16, "rank": 2}}.get(scheme, {})
+    return build_conditioning(scheme, 16, siren.layer_shapes, **options)
+
+
+def test_siren_initialisation_bounds(siren):
+    first, second = siren.hidden[0], siren.hidden[1]
+    assert first.weight.abs().max() <= 1.0 / 2 + 1e-6
+    assert second.weight.abs().max() <= math.sqrt(6 / WIDTH) / 30 + 1e-6
+
+
+def test_grid_coordinates_cover_range():
+    c = grid_coordinates((4, 3), -5.0, 5.0)
+    assert c.shape == (4, 3, 2)
+    assert c[0, 0].tolist() == [-5.0, -5.0] and c[-1, -1].tolist() == [5.0, 5.0]
+
+
+@pytest.mark.parametrize("scheme", ["functa", "mscn", "vcinr"])
+def test_forward_shape_and_gradient_wrt_latent(scheme, siren, coords):
+    cond = make(scheme, siren)
+    state = (cond.initial_state() + 0.1 * torch.randn(BATCH, cond.state_dim)).requires_grad_(True)
+    out = siren(coords, cond.modulations(state))
+    assert out.shape == (BATCH, 64, 3)
+    out.square().mean().backward()
+    assert state.grad is not None and torch.isfinite(state.grad).all()
+    assert state.grad.abs().sum() > 0
+    # Every item's output depends on its own latent only.
+    state2 = state.detach().clone()
+    state2[0, :3] += torch.tensor([1.0, -1.0, 0.5])  # not a constant shift, which LayerNorm removes
+    out2 = siren(coords, cond.modulations(state2))
+    assert not torch.allclose(out2[0], out[0].detach())
+    assert torch.allclose(out2[1:], out[1:].detach())
+
+
+def test_shift_modulation_is_linear_in_latent(siren):
+    cond = ShiftConditioning(16, siren.layer_shapes)
+    a, b = torch.randn(1, 16), torch.randn(1, 16)
+    sa, sb, sab = (cond.modulations(x).shifts[1] for x in (a, b, a + b))
+    assert torch.allclose(sab, sa + sb, atol=1e-5)  # zero bias: shifts are linear in φ
+
+
+def test_vcinr_gates_are_low_rank_sigmoid_and_first_layer_ungated(siren):
+    cond = GatedConditioning(16, siren.layer_shapes, hidden=16, rank=2)
+    mods = cond.modulations(torch.randn(BATCH, 16))
+    assert mods.gates[0] is None and all(s is None for s in mods.shifts)
+    gate = mods.gates[1]
+    assert gate.shape == (BATCH, WIDTH, WIDTH)
+    assert (gate > 0).all() and (gate < 1).all()
+    singular = torch.linalg.svdvals(torch.logit(gate[0].double()))
+    assert singular[2] < 1e-4 * singular[0]  # σ(U Vᵀ) with a rank-2 U Vᵀ
+
+
+def test_vcinr_gate_first_layer_option(siren):
+    cond = GatedConditioning(16, siren.layer_shapes, hidden=16, rank=2, gate_first_layer=True)
+    assert cond.modulations(torch.randn(2, 16)).gates[0].shape == (2, WIDTH, 2)
+
+
+def test_gated_forward_equals_explicit_weight_product(siren, coords):
+    gate = torch.rand(1, WIDTH, WIDTH)
+    mods = Modulations(shifts=[None] * DEPTH, gates=[None, gate, None])
+    out = siren(coords, mods)
+    h = torch.sin(30 * (coords @ siren.hidden[0].weight.T + siren.hidden[0].bias))
+    h = torch.sin(30 * (h @ (gate[0] * siren.hidden[1].weight).T + siren.hidden[1].bias))
+    h = torch.sin(30 * siren.hidden[2](h))
+    assert torch.allclose(out[0], siren.output(h), atol=1e-5)
+
+
+def test_mscn_keeps_exactly_budget_entries_at_evaluation(siren):
+    cond = SparseShiftConditioning(16, budget=5, layer_shapes=siren.layer_shapes)
+    state = torch.cat([torch.randn(3, 16), torch.randn(3, 16)], dim=1)
+    code = cond.code(state)
+    assert code.shape == (3, 16)
+    assert ((code != 0).sum(dim=1) <= 5).all()
+    assert (cond.inner_penalty(state) > 0).all()
+
+
+def test_mscn_penalty_falls_as_gates_close(siren):
+    cond = SparseShiftConditioning(16, budget=5, layer_shapes=siren.layer_shapes)
+    open_state = torch.cat([torch.zeros(1, 16), torch.full((1, 16), 3.0)], dim=1)
+    closed_state = torch.cat([torch.zeros(1, 16), torch.full((1, 16), -3.0)], dim=1)
+    assert cond.inner_penalty(closed_state) < cond.inner_penalty(open_state)
+
+
+def test_unknown_scheme_is_refused(siren):
+    with pytest.raises(ValueError, match="unknown conditioning"):
+        build_conditioning("film", 16, siren.layer_shapes)
