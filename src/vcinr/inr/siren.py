@@ -36,13 +36,18 @@ class Siren(nn.Module):
         width: units per sine layer.
         depth: number of sine layers (the paper's "network depth").
         w0: frequency factor of every sine layer (30 in all of the paper's tables).
+        output_bias: initial output value; the middle of the feature range lets
+            meta-learning start from the mean signal instead of spending its first hundreds
+            of outer steps moving a zero bias there.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, width: int, depth: int, w0: float = 30.0):
+    def __init__(self, in_dim: int, out_dim: int, width: int, depth: int, w0: float = 30.0,
+                 output_bias: float = 0.0):
         super().__init__()
         if depth < 1 or width < 1:
             raise ValueError("a SIREN needs depth >= 1 and width >= 1")
         self.in_dim, self.out_dim, self.width, self.depth, self.w0 = in_dim, out_dim, width, depth, w0
+        self.output_bias = output_bias
         fan_ins = [in_dim] + [width] * (depth - 1)
         self.hidden = nn.ModuleList(nn.Linear(f, width) for f in fan_ins)
         self.output = nn.Linear(width, out_dim)
@@ -58,7 +63,7 @@ class Siren(nn.Module):
                 layer.bias.uniform_(-1.0 / math.sqrt(fan_in), 1.0 / math.sqrt(fan_in))
             bound = math.sqrt(6.0 / self.width) / self.w0
             self.output.weight.uniform_(-bound, bound)
-            self.output.bias.zero_()
+            self.output.bias.fill_(self.output_bias)
 
     @property
     def layer_shapes(self) -> list[tuple[int, int]]:

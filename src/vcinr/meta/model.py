@@ -54,7 +54,8 @@ class ItemSpec:
 
 def build_model(config: Config, spec: ItemSpec) -> MetaINR:
     m = config.model
-    siren = Siren(spec.in_dim, spec.out_dim, m.width, m.depth, m.w0)
+    # Features of real-valued modalities lie in [0, 1]; occupancy logits start at p = ½.
+    siren = Siren(spec.in_dim, spec.out_dim, m.width, m.depth, m.w0, output_bias=0.5 if spec.loss == "mse" else 0.0)
     if m.conditioning == "vcinr":
         options: dict[str, Any] = asdict(m.vcinr)
         latent = m.latent_dim

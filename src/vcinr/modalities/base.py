@@ -14,18 +14,21 @@ class Modality(ABC):
     Attributes:
         name: registry name, stored in model configs and bitstreams.
         suffixes: lower-case file suffixes this modality reads, e.g. ``(".png", ".jpg")``.
+        write_suffixes: the subset of suffixes it can also write (a decoder refuses others).
         coord_range: ``(low, high)`` of the regular coordinate grid that patches of this
             modality use; ``None`` for modalities whose coordinates are not a regular grid
             (the sphere), which therefore cannot be patched.
         loss: ``"mse"`` (PSNR) or ``"bce"`` (binary occupancy, scored by accuracy).
-        in_dim: number of coordinate dimensions.
+        in_dim: number of coordinate dimensions; ``None`` where it depends on the data (the
+            generic ``array`` modality has one coordinate per array axis: use ``Signal.in_dim``).
     """
 
     name: str
     suffixes: tuple[str, ...]
+    write_suffixes: tuple[str, ...]
     coord_range: tuple[float, float] | None
     loss: str = "mse"
-    in_dim: int
+    in_dim: int | None
 
     @abstractmethod
     def read(self, path: Path) -> Signal:

@@ -1,0 +1,365 @@
+"""``vcinr fit-codec``: fit the quality levels of a trained model (Algorithm 2, appendix D).
+
+1. Compute the latents φ of the model's training items with the frozen INR (Meta-SGD inner
+   loop, no meta-gradient), cached in ``codecs/latents.safetensors``.
+2. One *uniform* level per bit depth (COIN++ baseline): train-set statistics and symbol
+   histograms, no training.
+3. One *learned* level per λ: a transform coder trained on
+
+       loss = R / N + λ · 255² · D                    (per item, averaged over the batch)
+
+   with ``R`` the code's bits under the factorised entropy model (``z + U(-½, ½)`` in
+   training), ``N`` the number of grid points of an item (so ``R / N`` is bits per point,
+   bpp) and ``D`` the distortion *on the data* (paper eq. 5): the decoded ``φ̃ = g_s(z̃)`` is
+   de-normalised and run through the frozen INR, and compared with the item's features by the
+   model's own loss — MSE for features in [0, 1], BCE for occupancies.  The ``255²`` makes λ
+   CompressAI's convention (``bpp + λ·255²·MSE``), so its image λs (0.0018 … 0.0932) give
+   comparable trade-offs.  The bottleneck's quantiles are fitted by its auxiliary loss with a
+   separate Adam, as in CompressAI, and refined by bisection before the CDFs are frozen.
+
+Re-running skips levels whose settings are unchanged, refits changed ones, and resumes an
+interrupted level from its checkpoint (``codecs/.ckpt-<level>.*``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from tqdm import tqdm
+
+from vcinr.codec.codecs import LatentCodec, UniformCodec, latent_stats
+from vcinr.codec.levels import (
+    LevelInfo,
+    codec_dir,
+    learned_stem,
+    read_level_json,
+    save_level,
+    uniform_stem,
+)
+from vcinr.errors import ConfigError, InputError
+from vcinr.meta.metasgd import MetaINR
+from vcinr.meta.model import LoadedModel, atomic_save_tensors, atomic_write_bytes, load_model
+
+DEFAULT_LAMBDAS = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
+DEFAULT_BITS = (3, 4, 5, 6, 7, 8)
+DISTORTION_SCALE = 255.0**2
+LATENTS_FILE, LATENTS_JSON = "latents.safetensors", "latents.json"
+
+
+@dataclass
+class FitSettings:
+    """Settings of ``fit-codec``; ``None`` widths/dims default from the latent dimension D.
+
+    Defaults follow the paper's tables where they apply (Adam, lr 1e-4, SELU residual MLPs with
+    dim(z) = dim(φ)); ``width`` defaults to ``max(2·D, 64)`` and ``blocks`` to 1.
+    """
+
+    lambdas: tuple[float, ...] = DEFAULT_LAMBDAS
+    bits: tuple[int, ...] = DEFAULT_BITS
+    steps: int = 3000
+    lr: float = 1e-4
+    aux_lr: float = 1e-3
+    batch_size: int = 64
+    width: int | None = None
+    blocks: int = 1
+    z_dim: int | None = None
+    clip: float = 3.0
+    seed: int = 0
+    max_items: int | None = None
+    latent_batch: int = 64
+    eval_items: int = 256
+    checkpoint_every: int = 250
+
+    def validate(self) -> None:
+        for name in ("steps", "batch_size", "latent_batch", "eval_items", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        for name in ("width", "z_dim", "max_items"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {value}")
+        if self.blocks < 0:
+            raise ConfigError(f"blocks must be >= 0, got {self.blocks}")
+        if not all(math.isfinite(x) and x > 0 for x in self.lambdas):
+            raise ConfigError(f"lambdas must be positive numbers, got {list(self.lambdas)}")
+        if not all(1 <= b <= 12 for b in self.bits):
+            raise ConfigError(f"bits must be between 1 and 12, got {list(self.bits)}")
+        if not (self.lr > 0 and self.aux_lr > 0 and self.clip > 0):
+            raise ConfigError("lr, aux-lr and clip must be positive")
+        if not self.lambdas and not self.bits:
+            raise ConfigError("nothing to fit: give at least one lambda or one bit depth")
+
+
+@dataclass
+class LevelResult:
+    stem: str
+    kind: str
+    status: str  # "fitted", "skipped" (unchanged), "resumed"
+    metrics: dict[str, float]
+    seconds: float
+
+
+@dataclass
+class FitResult:
+    model_dir: Path
+    items: int
+    latent_dim: int
+    levels: list[LevelResult] = field(default_factory=list)
+
+
+# --- latents ----------------------------------------------------------------------------------
+
+
+def compute_latents(model: MetaINR, coords: torch.Tensor, features: torch.Tensor, batch_size: int = 64,
+                    progress: bool = True, desc: str = "latents") -> torch.Tensor:
+    """φ ``(num_items, D)`` of items ``features (num_items, N, C)`` by the frozen inner loop."""
+    out = []
+    with torch.no_grad():
+        for start in tqdm(range(0, features.shape[0], batch_size), desc=desc, unit="batch",
+                          disable=not progress, leave=False):
+            state = model.adapt(coords, features[start : start + batch_size])
+            out.append(model.conditioning.code(state).detach())
+    return torch.cat(out)
+
+
+def decode_raw(model: MetaINR, coords: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+    """Network output for latents φ — logits for occupancy models (``model.decode`` applies the sigmoid)."""
+    return model.siren(coords, model.conditioning.modulations_from_code(code))
+
+
+def quality_of(model: MetaINR, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-item PSNR (dB, on [0, 1]-clamped features) or voxel accuracy, from ``model.decode`` output."""
+    if model.loss == "bce":
+        return ((pred >= 0.5).float() == target).float().flatten(1).mean(1)
+    mse = (pred.clamp(0, 1) - target).square().flatten(1).mean(1)
+    return -10.0 * torch.log10(mse.clamp_min(1e-12))
+
+
+def evaluate_codec(model: MetaINR, codec: LatentCodec, coords: torch.Tensor, latents: torch.Tensor,
+                   features: torch.Tensor, batch_size: int = 64) -> dict[str, float]:
+    """Mean bpp (entropy-model estimate) and quality of the coded latents of some items."""
+    bits, quality = 0.0, 0.0
+    with torch.no_grad():
+        for start in range(0, latents.shape[0], batch_size):
+            phi, target = latents[start : start + batch_size], features[start : start + batch_size]
+            symbols = codec.to_symbols(phi)
+            bits += codec.estimated_bits(symbols)
+            pred = model.decode(coords, codec.from_symbols(symbols))
+            quality += float(quality_of(model, pred, target).sum())
+    n, points = latents.shape[0], coords.shape[0]
+    key = "accuracy" if model.loss == "bce" else "psnr"
+    return {"bpp": bits / n / points, key: quality / n}
+
+
+def _load_training_items(loaded: LoadedModel, data: str | Path | None, max_items: int | None):
+    from vcinr.data import load_items
+    from vcinr.meta.training import flat_items
+
+    cfg = loaded.config.data
+    if cfg is None and data is None:
+        raise ConfigError("the model's config records no data section; pass --data PATH")
+    if cfg is None:
+        raise ConfigError("the model's config records no data kind; cannot reload its training items")
+    if data is not None:
+        cfg = dataclasses.replace(cfg, path=str(data))
+    if max_items is not None:
+        cfg = dataclasses.replace(cfg, max_items=max_items)
+    items = load_items(cfg, "train")
+    spec = loaded.spec
+    if items.modality != spec.modality or tuple(items.features.shape[1:-1]) != tuple(spec.item_shape) \
+            or items.features.shape[-1] != spec.out_dim:
+        raise InputError(
+            f"{cfg.path}: items are {items.modality} {list(items.features.shape[1:])} but the model was trained on "
+            f"{spec.modality} {list(spec.item_shape) + [spec.out_dim]}"
+        )
+    coords, features = flat_items(items)
+    return cfg, coords, features
+
+
+def _cached_latents(loaded: LoadedModel, data_key: dict, coords, features, settings: FitSettings,
+                    progress: bool) -> torch.Tensor:
+    folder = codec_dir(loaded.directory)
+    key = {"model_fingerprint": loaded.fingerprint, "data": data_key, "items": int(features.shape[0])}
+    meta_path, tensor_path = folder / LATENTS_JSON, folder / LATENTS_FILE
+    if meta_path.is_file() and tensor_path.is_file():
+        try:
+            if json.loads(meta_path.read_text()) == key:
+                latents = load_file(tensor_path)["latents"]
+                if latents.shape[0] == features.shape[0]:
+                    return latents
+        except (json.JSONDecodeError, SafetensorError, KeyError, OSError):
+            pass
+    latents = compute_latents(loaded.model, coords, features, settings.latent_batch, progress, "latents of training items")
+    atomic_save_tensors({"latents": latents}, tensor_path)
+    atomic_write_bytes(meta_path, json.dumps(key).encode())
+    return latents
+
+
+# --- the transform coder's training loop ------------------------------------------------------
+
+
+class _Checkpoint:
+    """Coder, both optimisers and RNG states as safetensors + the settings as JSON."""
+
+    def __init__(self, folder: Path, stem: str):
+        self.weights, self.state = folder / f".ckpt-{stem}.safetensors", folder / f".ckpt-{stem}.json"
+
+    def save(self, coder, opts: dict[str, torch.optim.Optimizer], sampler: torch.Generator, step: int,
+             settings: dict) -> None:
+        tensors = {f"coder.{k}": v for k, v in coder.state_dict().items()}
+        for name, opt in opts.items():
+            for pid, pstate in opt.state_dict()["state"].items():
+                for key, value in pstate.items():
+                    tensors[f"{name}.{pid}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
+        tensors["rng.torch"], tensors["rng.sampler"] = torch.get_rng_state(), sampler.get_state()
+        atomic_save_tensors(tensors, self.weights)
+        atomic_write_bytes(self.state, json.dumps({"step": step, "settings": settings}).encode())
+
+    def load(self, coder, opts: dict[str, torch.optim.Optimizer], sampler: torch.Generator, settings: dict) -> int:
+        """The step to resume from (0 when there is no usable checkpoint for these settings)."""
+        if not (self.weights.is_file() and self.state.is_file()):
+            return 0
+        try:
+            scalars = json.loads(self.state.read_text())
+            if scalars.get("settings") != settings:
+                return 0
+            tensors = load_file(self.weights)
+            state = {k[6:]: v for k, v in tensors.items() if k.startswith("coder.")}
+            coder.resize_entropy_buffers(state)
+            coder.load_state_dict(state)
+            for name, opt in opts.items():
+                per_param: dict[int, dict[str, torch.Tensor]] = {}
+                for key, value in tensors.items():
+                    if key.startswith(f"{name}."):
+                        _, pid, item = key.split(".", 2)
+                        per_param.setdefault(int(pid), {})[item] = value
+                opt.load_state_dict({"state": per_param, "param_groups": opt.state_dict()["param_groups"]})
+            torch.set_rng_state(tensors["rng.torch"])
+            sampler.set_state(tensors["rng.sampler"])
+            return int(scalars["step"])
+        except (json.JSONDecodeError, SafetensorError, KeyError, RuntimeError, ValueError, OSError):
+            return 0  # a damaged checkpoint only costs the steps since the start of the level
+
+    def remove(self) -> None:
+        self.weights.unlink(missing_ok=True)
+        self.state.unlink(missing_ok=True)
+
+
+def train_transform_coder(model: MetaINR, coords: torch.Tensor, latents: torch.Tensor, features: torch.Tensor,
+                          lam: float, settings: FitSettings, checkpoint: _Checkpoint | None = None,
+                          key: dict | None = None, progress: bool = True, desc: str = "codec"):
+    """Train one transform coder (one λ) with the data-space distortion of eq. 5; returns it."""
+    from vcinr.codec.transform import TransformCoder
+
+    dim = latents.shape[1]
+    width = settings.width or max(2 * dim, 64)
+    z_dim = settings.z_dim or dim
+    torch.manual_seed(settings.seed)
+    mean, std = latent_stats(latents)
+    coder = TransformCoder(mean, std, width, settings.blocks, z_dim)
+    main, aux = coder.parameter_groups()
+    opts = {"opt": torch.optim.Adam(main, lr=settings.lr), "aux": torch.optim.Adam(aux, lr=settings.aux_lr)}
+    sampler = torch.Generator().manual_seed(settings.seed)
+    start = checkpoint.load(coder, opts, sampler, key) if checkpoint is not None else 0
+    model.requires_grad_(False)
+    points = coords.shape[0]
+    coder.train()
+    bar = tqdm(total=settings.steps, initial=start, desc=desc, unit="step", disable=not progress, leave=False)
+    for step in range(start, settings.steps):
+        idx = torch.randint(0, latents.shape[0], (min(settings.batch_size, latents.shape[0]),), generator=sampler)
+        phi_tilde, likelihoods = coder(latents[idx], "noise")
+        bpp = -torch.log2(likelihoods).sum(1) / points
+        distortion = model.item_loss(decode_raw(model, coords, phi_tilde), features[idx])
+        loss = (bpp + lam * DISTORTION_SCALE * distortion).mean()
+        opts["opt"].zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(main, 1.0)
+        opts["opt"].step()
+        aux_loss = coder.aux_loss()
+        opts["aux"].zero_grad(set_to_none=True)
+        aux_loss.backward()
+        opts["aux"].step()
+        bar.update(1)
+        if step % 25 == 0:
+            bar.set_postfix(bpp=f"{bpp.mean().item():.3f}", dist=f"{distortion.mean().item():.2e}")
+        if checkpoint is not None and (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
+            checkpoint.save(coder, opts, sampler, step + 1, key)
+    bar.close()
+    coder.eval()
+    return coder, start
+
+
+# --- the command ------------------------------------------------------------------------------
+
+
+def _unchanged(folder: Path, stem: str, settings: dict) -> dict | None:
+    info = read_level_json(folder / f"{stem}.json")
+    if info is not None and info.get("settings") == settings and (folder / f"{stem}.safetensors").is_file():
+        return info
+    return None
+
+
+def fit_codecs(model_dir: str | Path, data: str | Path | None = None, settings: FitSettings | None = None,
+               progress: bool = True) -> FitResult:
+    """Fit (or skip / resume) every requested quality level of the model in ``model_dir``."""
+    settings = settings or FitSettings()
+    settings.validate()
+    loaded = load_model(model_dir)
+    model = loaded.model.eval()
+    cfg, coords, features = _load_training_items(loaded, data, settings.max_items)
+    data_key = json.loads(json.dumps(dataclasses.asdict(cfg), default=list))
+    data_key["path"] = str(Path(data_key["path"]).resolve())
+    latents = _cached_latents(loaded, data_key, coords, features, settings, progress)
+    folder = codec_dir(loaded.directory)
+    result = FitResult(loaded.directory, int(latents.shape[0]), int(latents.shape[1]))
+    n_eval = min(settings.eval_items, latents.shape[0])
+    eval_args = (coords, latents[:n_eval], features[:n_eval])
+
+    for bits in sorted(set(settings.bits)):
+        stem, started = uniform_stem(bits), time.perf_counter()
+        key = {"bits": bits, "clip": settings.clip, "data": data_key}
+        info = _unchanged(folder, stem, key)
+        if info is not None:
+            result.levels.append(LevelResult(stem, "uniform", "skipped", info.get("metrics", {}), 0.0))
+            continue
+        codec = UniformCodec.fit(latents, bits, settings.clip)
+        metrics = evaluate_codec(model, codec, *eval_args)
+        save_level(loaded, stem, codec, coords, {"bits": bits, "clip": settings.clip, "settings": key,
+                                                 "metrics": metrics, "items": int(latents.shape[0])})
+        result.levels.append(LevelResult(stem, "uniform", "fitted", metrics, time.perf_counter() - started))
+
+    for lam in sorted(set(settings.lambdas)):
+        stem, started = learned_stem(lam), time.perf_counter()
+        dim = latents.shape[1]
+        arch = {"width": settings.width or max(2 * dim, 64), "blocks": settings.blocks, "z_dim": settings.z_dim or dim}
+        key = {"lambda": lam, "steps": settings.steps, "lr": settings.lr, "aux_lr": settings.aux_lr,
+               "batch_size": settings.batch_size, "seed": settings.seed, "arch": arch, "data": data_key}
+        info = _unchanged(folder, stem, key)
+        if info is not None:
+            result.levels.append(LevelResult(stem, "learned", "skipped", info.get("metrics", {}), 0.0))
+            continue
+        checkpoint = _Checkpoint(folder, stem)
+        coder, start = train_transform_coder(model, coords, latents, features, lam, settings, checkpoint, key,
+                                             progress, desc=f"codec lambda={lam:g}")
+        codec = coder.to_codec()
+        metrics = evaluate_codec(model, codec, *eval_args)
+        save_level(loaded, stem, codec, coords, {"lambda": lam, "arch": arch, "settings": key, "metrics": metrics,
+                                                 "items": int(latents.shape[0]),
+                                                 "lambda_convention": "bpp + lambda * 255^2 * distortion"})
+        checkpoint.remove()
+        status = "resumed" if start else "fitted"
+        result.levels.append(LevelResult(stem, "learned", status, metrics, time.perf_counter() - started))
+    return result
+
+
+__all__ = ["DEFAULT_BITS", "DEFAULT_LAMBDAS", "FitResult", "FitSettings", "LevelInfo", "LevelResult",
+           "compute_latents", "decode_raw", "evaluate_codec", "fit_codecs", "quality_of", "train_transform_coder"]

@@ -1,0 +1,449 @@
+"""Training and evaluation sets: equally shaped items in memory, whatever the modality.
+
+Meta-learning batches many small signals that share one coordinate grid, so every data source
+is reduced to an :class:`ItemSet`: ``features (num_items, *item_grid, out_dim)`` plus one
+``coords (*item_grid, in_dim)`` tensor.  With ``patch`` set, signals are cut into patches
+(:mod:`vcinr.patching`) and every patch is treated as a small signal of its own with a fresh
+coordinate grid over the patch in the modality's coordinate range (as COIN++ does for Kodak);
+without it, whole signals are the items and must all have the same shape.
+
+Splits: CIFAR-10 has its own train/test split.  Every other source is split by sorted name —
+files for a directory, items of the file for a single multi-item file (ERA5 fields, an array
+with a leading item axis, the scale-augmented copies of a single voxel shape) — with the last
+``test_fraction`` going to test.  ``max_items`` caps a split with a seeded random subset.
+Loading is CPU-only and deterministic given ``seed``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from vcinr.errors import ConfigError, InputError
+from vcinr.modalities import MODALITIES, get_modality
+from vcinr.modalities.array import array_signal, read_array
+from vcinr.modalities.audio import read_audio
+from vcinr.modalities.common import reading
+from vcinr.modalities.image import read_image
+from vcinr.modalities.sphere import SphereFields, load_sphere, sphere_coords
+from vcinr.modalities.video import read_video
+from vcinr.modalities.voxels import read_voxels, rescale_occupancy, voxelize_mesh
+from vcinr.patching import split_patches
+from vcinr.signal import grid_coordinates
+
+log = logging.getLogger(__name__)
+
+# Kind-specific options and their defaults (``None``: off unless given).
+OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cifar10": {},
+    "images": {"random_crops_per_image": 0},
+    "audio": {"clip_seconds": 3.0},
+    "sphere": {},
+    "video": {"frames": 8, "size": 32, "clips_per_video": 1},
+    "voxels": {"resolution": None, "threshold": None, "scale_augment": 0},
+    "array": {},
+}
+_MESH_RESOLUTION = 32  # voxels.resolution for PLY meshes when not given
+
+
+@dataclass
+class ItemSet:
+    """Equally shaped items sharing one coordinate grid: what the meta-learner consumes."""
+
+    features: torch.Tensor  # (num_items, *item_grid, out_dim) float32
+    coords: torch.Tensor  # (*item_grid, in_dim) float32, shared by all items
+    modality: str
+
+
+@dataclass
+class DataConfig:
+    """The ``data`` section of a config; field names are the YAML keys.
+
+    ``options`` per kind (defaults in :data:`OPTION_DEFAULTS`):
+
+    * images: ``random_crops_per_image`` — for the train split, take this many random
+      ``patch``-sized crops per image instead of tiling it (paper: Div2K → Kodak).
+    * audio: ``clip_seconds`` — the first seconds of each file (paper: 3 s); shorter files are
+      skipped with a warning.
+    * video: ``frames`` per clip, ``size`` (int or [H, W]; centre-crop to that aspect, then
+      resize, as the paper does for UCF-101), ``clips_per_video`` consecutive clips per file.
+    * voxels: ``resolution`` — PLY meshes are voxelised at it (default 32) and grids resampled
+      to it when given; ``threshold`` — occupancy of scalar volumes is ``value > threshold``;
+      ``scale_augment`` — number of extra copies per shape, each scaled per axis by a random
+      factor in [0.75, 1.25] (the paper's ShapeNet augmentation).
+    """
+
+    kind: str
+    path: str
+    patch: list[int] | None = None
+    max_items: int | None = None
+    test_fraction: float = 0.2
+    seed: int = 0
+    options: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in OPTION_DEFAULTS:
+            raise ConfigError(f"data.kind must be one of {', '.join(OPTION_DEFAULTS)}, got {self.kind!r}")
+        if self.patch is not None:
+            if not isinstance(self.patch, (list, tuple)):
+                raise ConfigError(f"data.patch must be a list of sizes, got {self.patch!r}")
+            self.patch = [_integer(f"data.patch[{i}]", p, minimum=1) for i, p in enumerate(self.patch)]
+            if not self.patch:
+                raise ConfigError("data.patch must list at least one size (or be omitted)")
+        if self.max_items is not None:
+            self.max_items = _integer("data.max_items", self.max_items, minimum=1)
+        fraction = self.test_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
+            raise ConfigError(f"data.test_fraction must be in [0, 1], got {self.test_fraction}")
+        self.seed = _integer("data.seed", self.seed, minimum=0)
+        if not isinstance(self.options, dict):
+            raise ConfigError(f"data.options must be a mapping, got {self.options!r}")
+        known = OPTION_DEFAULTS[self.kind]
+        unknown = sorted(set(self.options) - set(known))
+        if unknown:
+            names = ", ".join(known) or "none"
+            raise ConfigError(f"unknown data.options {', '.join(unknown)} for kind {self.kind} (known: {names})")
+        self.options = {**known, **self.options}
+        _check_options(self.kind, self.options)
+        if self.options.get("random_crops_per_image") and self.patch is None:
+            raise ConfigError("data.options.random_crops_per_image needs data.patch (the crop size)")
+
+
+def _integer(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_options(kind: str, options: dict[str, Any]) -> None:
+    """Type/range checks of the kind-specific options (they arrive untyped from YAML)."""
+    for name in ("random_crops_per_image", "scale_augment"):
+        if name in options:
+            _integer(f"data.options.{name}", options[name], minimum=0)
+    for name in ("frames", "clips_per_video"):
+        if name in options:
+            _integer(f"data.options.{name}", options[name], minimum=1)
+    if options.get("resolution") is not None:
+        _integer("data.options.resolution", options["resolution"], minimum=1)
+    if "clip_seconds" in options:
+        value = options["clip_seconds"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"data.options.clip_seconds must be a positive number, got {value!r}")
+    threshold = options.get("threshold")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
+        raise ConfigError(f"data.options.threshold must be a number, got {threshold!r}")
+    if "size" in options:
+        size = options["size"]
+        sizes = size if isinstance(size, (list, tuple)) else [size]
+        if len(sizes) not in (1, 2):
+            raise ConfigError(f"data.options.size must be an integer or [H, W], got {size!r}")
+        for s in sizes:
+            _integer("data.options.size", s, minimum=1)
+
+
+# --- per-kind sources ------------------------------------------------------------------------
+
+
+@dataclass
+class _Batch:
+    """Whole signals from one unit (a file, a field, a shape copy) before patching."""
+
+    features: torch.Tensor  # (k, *grid, C)
+    coords: torch.Tensor  # (*grid, in_dim)
+
+
+class _Skip(Exception):
+    """A unit that yields no item (e.g. audio shorter than the clip); counted and reported."""
+
+
+def _split(units: Sequence, cfg: DataConfig, split: str, what: str) -> list:
+    """The train (first) or test (last ``test_fraction``) part of ``units``, in order."""
+    n = len(units)
+    n_test = round(n * cfg.test_fraction)
+    if cfg.test_fraction > 0:
+        n_test = max(n_test, 1)
+    part = list(units[: n - n_test] if split == "train" else units[n - n_test :])
+    if not part:
+        raise InputError(
+            f"{cfg.path}: the {split} split is empty ({n} {what}, test_fraction {cfg.test_fraction}); "
+            "add data or change data.test_fraction"
+        )
+    return part
+
+
+def _files(root: Path, suffixes: Sequence[str], what: str) -> list[Path]:
+    """``root`` itself, or every non-hidden file with one of ``suffixes`` below it, sorted."""
+    if root.is_file():
+        if root.suffix.lower() not in suffixes:
+            raise InputError(f"{root}: not a {what} file (expected {', '.join(suffixes)})")
+        return [root]
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in suffixes
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )
+    if not files:
+        raise InputError(f"{root}: no {what} files ({', '.join(suffixes)}) found")
+    return files
+
+
+def _pixels(images: np.ndarray) -> _Batch:
+    """uint8 ``(N, H, W, C)`` → features in ``[0, 1]`` on the image coordinate grid."""
+    features = torch.from_numpy(images.astype(np.float32) / 255.0)
+    return _Batch(features, grid_coordinates(images.shape[1:3], 0.0, 1.0))
+
+
+def _cifar_units(cfg: DataConfig, root: Path, split: str) -> list[Path]:
+    """``{train,test}.npz`` (shared/data layout) or the original ``cifar-10-batches-bin``."""
+    npz = root / f"{split}.npz"
+    if npz.is_file():
+        return [npz]
+    binary = root / "cifar-10-batches-bin" if (root / "cifar-10-batches-bin").is_dir() else root
+    pattern = "data_batch_*.bin" if split == "train" else "test_batch.bin"
+    files = sorted(binary.glob(pattern))
+    if not files:
+        raise InputError(f"{root}: no CIFAR-10 {split} data ({split}.npz or cifar-10-batches-bin/{pattern})")
+    return files
+
+
+def _cifar_load(cfg: DataConfig, unit: Path, split: str, rng: np.random.Generator) -> _Batch:
+    if unit.suffix == ".npz":
+        with reading(unit, "CIFAR-10 npz"), np.load(unit, allow_pickle=False) as archive:
+            if "images" not in archive.files:
+                raise InputError(f"{unit}: no 'images' array")
+            images = archive["images"]
+        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
+            raise InputError(f"{unit}: 'images' must be uint8 (N, 32, 32, 3), got {images.dtype} {images.shape}")
+        return _pixels(images)
+    raw = np.fromfile(unit, dtype=np.uint8)
+    if raw.size == 0 or raw.size % 3073:
+        raise InputError(f"{unit}: not a CIFAR-10 binary batch (size is not a multiple of 3073 bytes)")
+    # each record: 1 label byte, then 3072 bytes of channel-major 32x32 RGB
+    images = raw.reshape(-1, 3073)[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return _pixels(np.ascontiguousarray(images))
+
+
+def _file_units(modality: str) -> Callable[[DataConfig, Path, str], list]:
+    """Units = the files of ``modality`` below ``root``, split by sorted name."""
+
+    def units(cfg: DataConfig, root: Path, split: str) -> list[Path]:
+        return _split(_files(root, MODALITIES[modality].suffixes, modality), cfg, split, f"{modality} files")
+
+    return units
+
+
+def _images_load(cfg: DataConfig, unit: Path, split: str, rng: np.random.Generator) -> _Batch:
+    signal = read_image(unit)
+    crops = cfg.options["random_crops_per_image"]
+    if split != "train" or not crops:
+        return _Batch(signal.features[None], signal.coords)
+    (h, w), (ph, pw) = signal.grid_shape, cfg.patch
+    if ph > h or pw > w:
+        raise InputError(f"{unit}: image {h}x{w} is smaller than the crop {ph}x{pw}")
+    tops, lefts = rng.integers(0, h - ph + 1, crops), rng.integers(0, w - pw + 1, crops)
+    features = torch.stack([signal.features[t : t + ph, s : s + pw] for t, s in zip(tops, lefts)])
+    return _Batch(features, grid_coordinates((ph, pw), 0.0, 1.0))
+
+
+def _audio_load(cfg: DataConfig, unit: Path, split: str, rng: np.random.Generator) -> _Batch:
+    seconds = float(cfg.options["clip_seconds"])
+    signal = read_audio(unit, max_seconds=seconds)
+    if signal.grid_shape[0] < round(seconds * signal.meta["sample_rate"]):
+        raise _Skip(f"shorter than clip_seconds={seconds:g}")
+    return _Batch(signal.features[None], signal.coords)
+
+
+def _sphere_units(cfg: DataConfig, root: Path, split: str) -> list[tuple[Path, int]]:
+    files = _files(root, MODALITIES["sphere"].suffixes, "sphere")
+    fields = [(f, i) for f in files for i in range(len(_sphere_file(f).values))]
+    return _split(fields, cfg, split, "fields")
+
+
+@functools.lru_cache(maxsize=1)
+def _sphere_file(path: Path) -> SphereFields:  # consecutive units share a file: load it once
+    return load_sphere(path)
+
+
+def _sphere_load(cfg: DataConfig, unit: tuple[Path, int], split: str, rng: np.random.Generator) -> _Batch:
+    fields = _sphere_file(unit[0])
+    values = torch.from_numpy(fields.values[unit[1]][None, ..., None])
+    return _Batch(values, sphere_coords(fields.latitude, fields.longitude))
+
+
+def _video_load(cfg: DataConfig, unit: Path, split: str, rng: np.random.Generator) -> _Batch:
+    frames, clips, size = cfg.options["frames"], cfg.options["clips_per_video"], cfg.options["size"]
+    size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+    signal = read_video(unit, max_frames=frames * clips, size=size)
+    count = signal.grid_shape[0] // frames
+    if count == 0:
+        raise _Skip(f"fewer than frames={frames} frames")
+    features = signal.features[: count * frames].reshape(count, frames, *signal.features.shape[1:])
+    return _Batch(features, grid_coordinates(features.shape[1:4], 0.0, 1.0))
+
+
+_VOXEL_SUFFIXES = (*MODALITIES["voxels"].suffixes, ".ply")
+
+
+def _voxel_units(cfg: DataConfig, root: Path, split: str) -> list[tuple[Path, int]]:
+    """(file, copy) pairs; copy 0 is the shape itself, 1.. its scale-augmented versions.
+
+    Files are split when there are several (so copies of one shape never straddle the split);
+    a single file's copies are split among themselves.
+    """
+    files = _files(root, _VOXEL_SUFFIXES, "voxel")
+    copies = range(1 + cfg.options["scale_augment"])
+    if len(files) > 1:
+        return [(f, c) for f in _split(files, cfg, split, "voxel files") for c in copies]
+    return _split([(files[0], c) for c in copies], cfg, split, "copies of one shape (set data.options.scale_augment)")
+
+
+@functools.lru_cache(maxsize=1)
+def _voxel_file(path: Path, resolution: int | None, threshold: float | None) -> np.ndarray:
+    if path.suffix.lower() == ".ply":
+        return voxelize_mesh(path, resolution or _MESH_RESOLUTION)
+    occupancy = read_voxels(path, threshold).features[..., 0].numpy() > 0.5
+    if resolution and occupancy.shape != (resolution,) * 3:
+        factors = tuple(resolution / n for n in occupancy.shape)
+        occupancy = rescale_occupancy(occupancy, factors, (resolution,) * 3)
+    return occupancy
+
+
+def _voxel_load(cfg: DataConfig, unit: tuple[Path, int], split: str, rng: np.random.Generator) -> _Batch:
+    path, copy = unit
+    occupancy = _voxel_file(path, cfg.options["resolution"], cfg.options["threshold"])
+    if copy:
+        occupancy = rescale_occupancy(occupancy, tuple(rng.uniform(0.75, 1.25, 3)))
+    features = torch.from_numpy(occupancy.astype(np.float32)[None, ..., None])
+    return _Batch(features, grid_coordinates(occupancy.shape, 0.0, 1.0))
+
+
+def _array_units(cfg: DataConfig, root: Path, split: str) -> list[tuple[Path, int | None]]:
+    """A directory: one item per ``.npy``; a single ``.npy``: one item per leading-axis row."""
+    files = _files(root, MODALITIES["array"].suffixes, "array")
+    if root.is_dir():
+        return [(f, None) for f in _split(files, cfg, split, "array files")]
+    rows = len(_array_file(files[0]))
+    return _split([(root, i) for i in range(rows)], cfg, split, "rows of the array")
+
+
+@functools.lru_cache(maxsize=1)
+def _array_file(path: Path) -> np.ndarray:
+    with reading(path, "array"):
+        values = np.load(path, mmap_mode="r", allow_pickle=False)
+    if values.ndim < 2:
+        raise InputError(f"{path}: a single array file needs a leading item axis, got shape {values.shape}")
+    return values
+
+
+def _array_load(cfg: DataConfig, unit: tuple[Path, int | None], split: str, rng: np.random.Generator) -> _Batch:
+    path, row = unit
+    if row is None:
+        signal = read_array(path)
+    else:
+        signal = array_signal(np.asarray(_array_file(path)[row]), f"{path}[{row}]")
+    return _Batch(signal.features[None], signal.coords)
+
+
+@dataclass(frozen=True)
+class _Kind:
+    modality: str
+    units: Callable[[DataConfig, Path, str], list]
+    load: Callable[[DataConfig, Any, str, np.random.Generator], _Batch]
+
+
+_KINDS = {
+    "cifar10": _Kind("image", _cifar_units, _cifar_load),
+    "images": _Kind("image", _file_units("image"), _images_load),
+    "audio": _Kind("audio", _file_units("audio"), _audio_load),
+    "sphere": _Kind("sphere", _sphere_units, _sphere_load),
+    "video": _Kind("video", _file_units("video"), _video_load),
+    "voxels": _Kind("voxels", _voxel_units, _voxel_load),
+    "array": _Kind("array", _array_units, _array_load),
+}
+
+
+# --- assembly ------------------------------------------------------------------------------
+
+
+def _patch_batch(features: torch.Tensor, patch: tuple[int, ...]) -> torch.Tensor:
+    """``(k, *grid, C)`` → ``(k * P, *patch, C)``: item-major, patches row-major within an item."""
+    k, channels = features.shape[0], features.shape[-1]
+    # fold the item axis into the channels so one split handles the whole batch
+    folded = features.movedim(0, -2).reshape(*features.shape[1:-1], k * channels)
+    patches = split_patches(folded, patch)
+    patches = patches.reshape(*patches.shape[:-1], k, channels).movedim(-2, 0)
+    return patches.reshape(-1, *patch, channels)
+
+
+def load_items(cfg: DataConfig, split: str) -> ItemSet:
+    """Load the ``split`` ("train" or "test") items that ``cfg`` describes."""
+    if split not in ("train", "test"):
+        raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
+    kind = _KINDS[cfg.kind]
+    modality = get_modality(kind.modality)
+    patch = tuple(cfg.patch) if cfg.patch else None
+    if patch and modality.coord_range is None:
+        raise ConfigError(
+            f"{cfg.kind} data cannot be patched (its coordinates are not a regular grid); drop data.patch"
+        )
+    root = Path(cfg.path)
+    if not root.exists():
+        raise InputError(f"{root}: no such file or directory")
+
+    for cached in (_sphere_file, _voxel_file, _array_file):  # files may have changed since
+        cached.cache_clear()
+    units = kind.units(cfg, root, split)
+    order = np.random.default_rng(cfg.seed).permutation(len(units)) if cfg.max_items else range(len(units))
+    chunks: list[torch.Tensor] = []
+    total = 0
+    coords: torch.Tensor | None = None
+    skipped: Counter[str] = Counter()
+    progress = tqdm(order, desc=f"loading {cfg.kind} {split}", leave=False, disable=True if len(units) < 20 else None)
+    for index in progress:
+        try:
+            batch = kind.load(cfg, units[index], split, np.random.default_rng([cfg.seed, int(index)]))
+        except _Skip as reason:
+            skipped[str(reason)] += 1
+            continue
+        items = _patch_batch(batch.features, patch) if patch else batch.features
+        if chunks and items.shape[1:] != chunks[0].shape[1:]:
+            raise InputError(_mismatch(cfg, tuple(chunks[0].shape[1:]), tuple(items.shape[1:]), units[index]))
+        if coords is None:
+            coords = batch.coords
+        elif not patch and not torch.equal(coords, batch.coords):
+            raise InputError(f"{units[index]}: coordinates differ from the other items' (different grids)")
+        chunks.append(items)
+        total += len(items)
+        if cfg.max_items and total >= cfg.max_items:
+            break
+    for reason, count in skipped.items():
+        log.warning("%s: skipped %d of %d %s files %s", cfg.path, count, len(units), cfg.kind, reason)
+    if not chunks:
+        raise InputError(f"{cfg.path}: no usable {split} items")
+
+    features = torch.cat(chunks).contiguous()
+    if cfg.max_items and len(features) > cfg.max_items:
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(features), cfg.max_items, replace=False))
+        features = features[torch.from_numpy(keep)]
+    if patch:
+        coords = grid_coordinates(patch, *modality.coord_range)
+    return ItemSet(features, coords, modality.name)
+
+
+def _mismatch(cfg: DataConfig, first: tuple[int, ...], other: tuple[int, ...], unit: Any) -> str:
+    where = unit[0] if isinstance(unit, tuple) else unit
+    if first[:-1] == other[:-1]:
+        return f"{where}: has {other[-1]} channels but earlier items have {first[-1]} (e.g. grayscale mixed with RGB)"
+    hint = "" if cfg.patch else "; set data.patch to cut signals into equal patches"
+    return f"{where}: item shape {list(other[:-1])} differs from {list(first[:-1])}{hint}"

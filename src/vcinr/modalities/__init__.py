@@ -1,0 +1,76 @@
+"""Registry of modalities and the two entry points the rest of vcinr uses: read and write.
+
+A file's modality follows from its suffix unless one is named.  Where two modalities share a
+suffix the earlier one in :data:`MODALITIES` is the default — ``.npz`` is a sphere field,
+``.npy`` a generic array, ``.gif`` a video — and the others must be named explicitly (e.g.
+``read_signal("grid.npy", "voxels")``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vcinr.errors import ConfigError, InputError
+from vcinr.modalities.array import ArrayModality
+from vcinr.modalities.audio import AudioModality
+from vcinr.modalities.base import Modality
+from vcinr.modalities.common import check_suffix
+from vcinr.modalities.image import ImageModality
+from vcinr.modalities.sphere import SphereModality
+from vcinr.modalities.video import VideoModality
+from vcinr.modalities.voxels import VoxelModality
+from vcinr.signal import Signal
+
+MODALITIES: dict[str, Modality] = {
+    m.name: m
+    for m in (ImageModality(), AudioModality(), VideoModality(), SphereModality(), ArrayModality(), VoxelModality())
+}
+
+_BY_SUFFIX: dict[str, Modality] = {}
+for _modality in MODALITIES.values():
+    for _suffix in _modality.suffixes:
+        _BY_SUFFIX.setdefault(_suffix, _modality)
+
+
+def get_modality(name: str) -> Modality:
+    try:
+        return MODALITIES[name]
+    except KeyError:
+        raise ConfigError(f"unknown modality {name!r} (known: {', '.join(MODALITIES)})") from None
+
+
+def modality_for_path(path: str | Path) -> Modality:
+    """The default modality for ``path``'s suffix."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in _BY_SUFFIX:
+        raise InputError(f"{path}: unknown format '{suffix or '(no suffix)'}' (known: {', '.join(sorted(_BY_SUFFIX))})")
+    return _BY_SUFFIX[suffix]
+
+
+def read_signal(path: str | Path, modality: str | None = None) -> Signal:
+    """Read ``path`` as ``modality`` (default: from the suffix); every failure is an InputError."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if modality is None:
+        chosen = modality_for_path(path)
+    else:
+        chosen = get_modality(modality)
+        check_suffix(path, chosen.suffixes, chosen.name)
+    return chosen.read(path)
+
+
+def write_signal(signal: Signal, path: str | Path) -> None:
+    """Write ``signal`` with its own modality's writer, atomically; refuses unwritable suffixes."""
+    path = Path(path)
+    chosen = get_modality(signal.modality)
+    suffix = path.suffix.lower()
+    if suffix not in chosen.write_suffixes:
+        raise InputError(
+            f"{path}: cannot write {chosen.name} data as '{suffix or '(no suffix)'}' "
+            f"(writable: {', '.join(chosen.write_suffixes)})"
+        )
+    chosen.write(signal, path)
+
+
+__all__ = ["MODALITIES", "Modality", "get_modality", "modality_for_path", "read_signal", "write_signal"]

@@ -1,0 +1,69 @@
+"""Generic N-d numeric arrays (``.npy``): the escape hatch for data without a dedicated reader.
+
+Layout: an array of shape ``grid`` is one scalar field on that grid (``out_dim`` 1); there is
+no channel axis, so a ``(H, W, 3)`` array is a 3-D grid.  Coordinates lie in ``[0, 1]^d``.
+Features are min/max normalised into ``[0, 1]``; ``min``, ``max`` and ``dtype`` go to
+``meta`` and the writer restores the original values and dtype (integers rounded).  The round
+trip is exact for integer (and bool) arrays whose range is at most 2**16, and within float32
+precision for float arrays.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from vcinr.errors import InputError
+from vcinr.modalities.base import Modality
+from vcinr.modalities.common import atomic_path, check_suffix, minmax_normalise, minmax_restore, reading
+from vcinr.signal import Signal, grid_coordinates
+
+
+def array_signal(values: np.ndarray, path: Path | str) -> Signal:
+    """Normalise an in-memory array into an array :class:`Signal` (``path`` names it in errors)."""
+    values = np.asarray(values)
+    if values.ndim == 0:
+        raise InputError(f"{path}: a scalar is not a signal; the array needs at least one axis")
+    if values.dtype.kind not in "biuf":  # bool, signed, unsigned, float
+        raise InputError(f"{path}: dtype {values.dtype} is not a real numeric type")
+    features, low, high = minmax_normalise(values, path)
+    meta = {"min": low, "max": high, "dtype": values.dtype.str}
+    return Signal(torch.from_numpy(features[..., None]), grid_coordinates(values.shape, 0.0, 1.0), "array", meta)
+
+
+def read_array(path: Path) -> Signal:
+    path = Path(path)
+    check_suffix(path, ArrayModality.suffixes, "array")
+    with reading(path, "array"):
+        values = np.load(path, allow_pickle=False)
+    return array_signal(values, path)
+
+
+def write_array(signal: Signal, path: Path) -> None:
+    """De-normalise with ``meta`` min/max (default ``[0, 1]``) and save as ``.npy``."""
+    path = Path(path)
+    check_suffix(path, ArrayModality.write_suffixes, "array")
+    if signal.out_dim != 1:
+        raise InputError(f"an array signal has one feature channel, got {signal.out_dim}")
+    meta = signal.meta
+    features = signal.features[..., 0].detach().cpu().numpy()
+    values = minmax_restore(features, meta.get("min", 0.0), meta.get("max", 1.0), meta.get("dtype", "<f4"))
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, values)
+
+
+class ArrayModality(Modality):
+    name = "array"
+    suffixes = (".npy",)
+    write_suffixes = (".npy",)
+    coord_range = (0.0, 1.0)
+    loss = "mse"
+    in_dim = None  # one coordinate per array axis
+
+    def read(self, path: Path) -> Signal:
+        return read_array(path)
+
+    def write(self, signal: Signal, path: Path) -> None:
+        write_array(signal, path)

@@ -1,0 +1,86 @@
+"""Images: any 8-bit Pillow format, RGB or grayscale (paper appendix A, CelebA/CIFAR/Kodak).
+
+Conventions: grid axes ``(H, W)``; coordinates in ``[0, 1]^2``; features ``uint8 / 255`` in
+``[0, 1]`` with ``out_dim`` 3 (RGB) or 1 (grayscale).
+
+Pillow modes: ``RGB`` and ``L`` are kept.  Bilevel ``1`` and ``LA`` become ``L``; palette
+``P``, ``RGBA``, ``CMYK``, ``YCbCr``, ``LAB`` and ``HSV`` become ``RGB`` (alpha is dropped).
+High-bit-depth modes (``I;16``, ``I``, ``F``) are refused rather than silently quantised to
+8 bits.  The mode that was read is kept in ``meta["source_mode"]``; the writer always writes
+``L`` or ``RGB`` (from ``out_dim``), which makes an 8-bit PNG round trip bit-exact.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from vcinr.errors import InputError
+from vcinr.modalities.base import Modality
+from vcinr.modalities.common import atomic_path, check_suffix, reading, to_uint8
+from vcinr.signal import Signal, grid_coordinates
+
+_TO_GRAY = ("L", "1", "LA")
+_TO_RGB = ("RGB", "P", "PA", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV")
+SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".tga")
+
+
+def read_image(path: Path) -> Signal:
+    """Decode ``path`` (first frame of multi-frame files) into an image :class:`Signal`."""
+    path = Path(path)
+    check_suffix(path, SUFFIXES, "image")
+    with reading(path, "image"), Image.open(path) as img:
+        img.load()
+        source_mode, source_format = img.mode, img.format
+        if img.mode in _TO_GRAY:
+            img = img.convert("L")
+        elif img.mode in _TO_RGB:
+            img = img.convert("RGB")
+        else:
+            raise InputError(
+                f"{path}: image mode {img.mode} is not supported (only 8-bit RGB, grayscale, "
+                "palette or RGBA images; convert high-bit-depth images to 8 bits first)"
+            )
+        pixels = np.asarray(img, dtype=np.uint8)
+    pixels = pixels.reshape(*pixels.shape[:2], -1)
+    features = torch.from_numpy(pixels.astype(np.float32) / 255.0)
+    meta = {
+        "mode": "RGB" if pixels.shape[-1] == 3 else "L",
+        "source_mode": source_mode,
+        "format": source_format,
+        "height": int(pixels.shape[0]),
+        "width": int(pixels.shape[1]),
+    }
+    return Signal(features, grid_coordinates(pixels.shape[:2], 0.0, 1.0), "image", meta)
+
+
+def write_image(signal: Signal, path: Path) -> None:
+    """Quantise features to 8 bits and save in the format named by ``path``'s suffix."""
+    path = Path(path)
+    check_suffix(path, ImageModality.write_suffixes, "image")
+    if signal.features.ndim != 3 or signal.out_dim not in (1, 3):
+        raise InputError(
+            f"an image needs features of shape (H, W, 1 or 3), got {tuple(signal.features.shape)}"
+        )
+    pixels = to_uint8(signal.features.detach().cpu().numpy())
+    img = Image.fromarray(pixels[..., 0] if signal.out_dim == 1 else pixels, "L" if signal.out_dim == 1 else "RGB")
+    with atomic_path(path) as tmp:
+        img.save(tmp, format=Image.registered_extensions()[path.suffix.lower()])
+
+
+class ImageModality(Modality):
+    name = "image"
+    suffixes = SUFFIXES
+    write_suffixes = tuple(s for s in SUFFIXES if s != ".pbm")  # Pillow writes PBM only for mode 1
+    coord_range = (0.0, 1.0)
+    loss = "mse"
+    in_dim = 2
+
+    def read(self, path: Path) -> Signal:
+        return read_image(path)
+
+    def write(self, signal: Signal, path: Path) -> None:
+        write_image(signal, path)

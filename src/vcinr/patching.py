@@ -1,0 +1,86 @@
+"""Split an N-d grid of features into equal patches and merge them back exactly.
+
+Large signals (Kodak images, 3-second audio clips, videos) are compressed as many small
+patches that share one meta-learned INR, as in COIN++/MSCN: every patch is treated as a small
+signal of its own.  A grid that is not a multiple of the patch size is padded at its far end
+by repeating the edge values (a smooth continuation that is cheap for an INR to fit, unlike
+zeros), and :func:`merge_patches` crops that padding again, so
+``merge_patches(split_patches(x, p), x.shape[:-1], p)`` returns ``x`` exactly.
+
+Patches are ordered row-major over the patch grid (the last grid axis varies fastest).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+from collections.abc import Sequence
+
+import torch
+
+from vcinr.errors import ConfigError, InputError
+
+
+def _check(grid_shape: Sequence[int], patch: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    try:
+        grid_shape, patch = tuple(map(operator.index, grid_shape)), tuple(map(operator.index, patch))
+    except TypeError:
+        raise ConfigError(f"patch sizes must be integers, got {list(patch)}") from None
+    if not patch or any(p <= 0 for p in patch):
+        raise ConfigError(f"patch sizes must be positive integers, got {list(patch)}")
+    if len(patch) != len(grid_shape):
+        raise ConfigError(
+            f"patch {list(patch)} has {len(patch)} dims but the signal grid {list(grid_shape)} has {len(grid_shape)}"
+        )
+    if any(n <= 0 for n in grid_shape):
+        raise InputError(f"cannot patch an empty grid {list(grid_shape)}")
+    return grid_shape, patch
+
+
+def patch_grid(grid_shape: Sequence[int], patch: Sequence[int]) -> tuple[int, ...]:
+    """Number of patches along each axis (the grid rounded up to whole patches)."""
+    grid_shape, patch = _check(grid_shape, patch)
+    return tuple(-(-n // p) for n, p in zip(grid_shape, patch))
+
+
+def patch_count(grid_shape: Sequence[int], patch: Sequence[int]) -> int:
+    """Total number of patches :func:`split_patches` produces for ``grid_shape``."""
+    return math.prod(patch_grid(grid_shape, patch))
+
+
+def split_patches(grid: torch.Tensor, patch: Sequence[int]) -> torch.Tensor:
+    """``(*grid, C)`` → ``(P, *patch, C)``, edge-replicating where the grid is not a multiple."""
+    grid_shape, patch = _check(grid.shape[:-1], patch)
+    counts = patch_grid(grid_shape, patch)
+    padded = grid
+    for axis, (n, p, k) in enumerate(zip(grid_shape, patch, counts)):
+        if n != p * k:  # index n-1 repeated into the padding
+            index = torch.arange(p * k, device=grid.device).clamp_(max=n - 1)
+            padded = padded.index_select(axis, index)
+    d = len(patch)
+    # (k0, p0, k1, p1, ..., C) → (k0, k1, ..., p0, p1, ..., C)
+    blocks = padded.reshape(*[s for kp in zip(counts, patch) for s in kp], grid.shape[-1])
+    order = [2 * i for i in range(d)] + [2 * i + 1 for i in range(d)] + [2 * d]
+    return blocks.permute(order).reshape(-1, *patch, grid.shape[-1])
+
+
+def merge_patches(patches: torch.Tensor, grid_shape: Sequence[int], patch: Sequence[int] | None = None) -> torch.Tensor:
+    """Inverse of :func:`split_patches`: ``(P, *patch, C)`` → ``(*grid_shape, C)``.
+
+    ``patch`` defaults to the patches' own shape; giving it checks that the two agree.
+    """
+    patch = tuple(patches.shape[1:-1]) if patch is None else tuple(patch)
+    grid_shape, patch = _check(grid_shape, patch)
+    counts = patch_grid(grid_shape, patch)
+    expected = (math.prod(counts), *patch)
+    if tuple(patches.shape[:-1]) != expected:
+        raise InputError(
+            f"expected patches of shape {list(expected)} + [C] for grid {list(grid_shape)}, "
+            f"got {list(patches.shape)}"
+        )
+    d = len(patch)
+    blocks = patches.reshape(*counts, *patch, patches.shape[-1])
+    # (k0, k1, ..., p0, p1, ..., C) → (k0, p0, k1, p1, ..., C)
+    order = [i for pair in zip(range(d), range(d, 2 * d)) for i in pair] + [2 * d]
+    padded = blocks.permute(order).reshape(*[k * p for k, p in zip(counts, patch)], patches.shape[-1])
+    return padded[tuple(slice(0, n) for n in grid_shape)].contiguous()

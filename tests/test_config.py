@@ -1,0 +1,55 @@
+"""Configs: presets load, typos and out-of-range values are refused with a precise message."""
+
+import pytest
+
+from vcinr.config import load_config, preset_names
+from vcinr.errors import ConfigError
+
+
+def test_every_preset_loads_and_validates():
+    names = preset_names()
+    assert {"cifar10-tiny", "cifar10", "demo"} <= set(names)
+    for name in names:
+        config = load_config(name)
+        assert config.data is not None, name
+
+
+def test_overrides_apply_to_nested_keys():
+    config = load_config("cifar10-tiny", {"model.vcinr.rank": 2, "train.steps": 7, "data.path": "/x"})
+    assert config.model.vcinr.rank == 2 and config.train.steps == 7 and config.data.path == "/x"
+
+
+def test_unknown_key_names_the_key_and_suggests(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("model:\n  widht: 64\n")
+    with pytest.raises(ConfigError, match=r"model\.widht.*did you mean 'width'"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ({"model.width": 0}, "model.width must be positive"),
+        ({"model.conditioning": "film"}, "model.conditioning"),
+        ({"train.steps": 1.5}, "train.steps must be an integer"),
+        ({"meta.lr_clip": [5, -5]}, "lr_clip"),
+        ({"model.vcinr.layer_norm": "yes"}, "true or false"),
+        ({"train.device": "tpu"}, "train.device"),
+    ],
+)
+def test_out_of_range_values_are_refused(override, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("cifar10-tiny", override)
+
+
+def test_missing_preset_lists_the_presets():
+    with pytest.raises(ConfigError, match="cifar10-tiny"):
+        load_config("no-such-preset")
+
+
+def test_invalid_yaml_is_one_line(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("model: [unclosed\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "\n" not in str(info.value)
