@@ -1,0 +1,84 @@
+"""`vcinr train` end to end: model files, metrics, resume, bad input as one-line errors."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from vcinr.cli import main
+from vcinr.meta.model import load_model
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def tiny_config(tmp_path: Path, steps: int = 6, **model) -> Path:
+    config = {
+        "model": {"width": 16, "depth": 2, "latent_dim": 8, "conditioning": "vcinr",
+                  "vcinr": {"hidden": 16, "rank": 2}, **model},
+        "meta": {"inner_steps": 2},
+        "train": {"steps": steps, "batch_size": 4, "eval_every": 3, "eval_items": 8, "checkpoint_every": 3},
+        "data": {"kind": "cifar10", "path": str(DATA / "cifar10"), "max_items": 32},
+    }
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.parametrize("conditioning", ["functa", "mscn", "vcinr"])
+def test_train_writes_a_loadable_model_and_metrics(tmp_path, conditioning, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(tiny_config(tmp_path, conditioning=conditioning)), "--out", str(out), "--quiet"]) == 0
+    assert "test psnr after 2 inner steps" in capsys.readouterr().out
+    loaded = load_model(out)
+    assert loaded.spec.modality == "image" and loaded.spec.item_shape == (32, 32)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "loss" in r] == list(range(1, 7))
+    assert records[0]["step"] == 0 and "val_psnr" in records[0]  # the untrained baseline
+    assert all(torch.isfinite(p).all() for p in loaded.model.parameters())
+
+
+def test_rerun_resumes_and_matches_an_uninterrupted_run(tmp_path):
+    config = tiny_config(tmp_path, steps=6)
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main(["train", "--config", str(config), "--out", str(straight), "--quiet"]) == 0
+    assert main(["train", "--config", str(config), "--out", str(resumed), "--steps", "3", "--quiet"]) == 0
+    assert main(["train", "--config", str(config), "--out", str(resumed), "--quiet"]) == 0
+    a, b = load_model(straight).model.state_dict(), load_model(resumed).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(line)["step"] for line in (resumed / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(steps) and len(steps) == len(set(steps))
+
+
+def test_resuming_with_another_config_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(tiny_config(tmp_path)), "--out", str(out), "--steps", "1", "--quiet"]) == 0
+    code = main(["train", "--config", str(tiny_config(tmp_path)), "--out", str(out), "--set", "model.width=32", "--quiet"])
+    assert code == 2 and "different config" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--config", "no-such-preset"], "no config file or preset"),
+        (["--config", "cifar10-tiny", "--data", "/nonexistent/cifar"], "/nonexistent/cifar"),
+        (["--config", "cifar10-tiny", "--set", "model.widht=3"], "unknown config key 'model.widht'"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
+    proc = subprocess.run([sys.executable, "-m", "vcinr", "train", *args, "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in proc.stderr
+
+
+def test_every_subcommand_has_help():
+    for command in ([], ["train"], ["presets"], ["demo"]):
+        proc = subprocess.run([sys.executable, "-m", "vcinr", *command, "--help"], capture_output=True, text=True)
+        assert proc.returncode == 0 and "usage: vcinr" in proc.stdout
+    version = subprocess.run([sys.executable, "-m", "vcinr", "--version"], capture_output=True, text=True)
+    assert version.stdout.startswith("vcinr ")
