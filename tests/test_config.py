@@ -53,3 +53,18 @@ def test_invalid_yaml_is_one_line(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("name", [n for n in preset_names() if n.endswith("-tiny")])
+def test_tiny_presets_point_at_real_data(name):
+    """Tiny presets are run from the repository root against ../shared/data."""
+    import dataclasses
+    from pathlib import Path
+
+    from vcinr.data import load_items
+
+    config = load_config(name)
+    root = Path(__file__).resolve().parents[1]
+    data = dataclasses.replace(config.data, path=str((root / config.data.path).resolve()), max_items=4)
+    items = load_items(data, "test")
+    assert items.features.shape[0] >= 1 and items.features.shape[1:-1] == items.coords.shape[:-1]
