@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vcinr import __version__
+from vcinr.codec.commands import add_commands as add_codec_commands
 from vcinr.errors import VcinrError
 
 EXIT_USAGE = 2
@@ -80,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override any config value, e.g. --set model.latent_dim=128 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_train)
+
+    add_codec_commands(sub)
 
     p = sub.add_parser("presets", help="list the bundled config presets")
     p.set_defaults(func=_cmd_presets)
