@@ -1,29 +1,33 @@
 """The ``.vci`` container: one file's latents, range-coded, plus all that is needed to decode.
 
-Byte layout (little-endian; documented with rationale in ``docs/bitstream.md``)::
+Byte layout (little-endian; ``varint`` = unsigned LEB128, at most 5 bytes, < 2**32;
+described with its rationale in ``docs/bitstream.md``)::
 
-    offset  size  field
-    0       4     magic  b"VCI\\x1a"
-    4       1     version (1)
-    5       1     codec kind (0 learned, 1 uniform; informational)
-    6       2     flags (0; reserved)
-    8       32    SHA-256 of the model weights (LoadedModel.fingerprint)
-    40      32    SHA-256 of the quality level's codec weights
-    72      1     m = length of the modality name (1..32)
-    73      m     modality name (ASCII)
-    .       1     d = number of grid axes (1..8)
-    .       2     channels (1..65535)
-    .       4·d   grid shape (u32 each, >= 1)
-    .       4·d   patch shape (u32 each, >= 1; the model's item shape)
-    .       4     patch count P (u32)
-    .       2     symbols per patch K (u16)
-    .       4     n_meta; then n_meta bytes: zlib-compressed compact JSON of Signal.meta
-    .       4     n_payload; then n_payload bytes: the P·K symbols, rANS-coded in one stream
-    end-4   4     CRC-32 (zlib) of every byte before it
+    field                       size
+    magic b"VCI\\x1a"             4
+    version (1)                 1
+    codec kind                  1    0 learned, 1 uniform (informational)
+    model fingerprint           8    first 8 bytes of the SHA-256 of model.safetensors
+    codec fingerprint           8    first 8 bytes of the SHA-256 of the level's weights
+    modality                    varint m (1..32), then m ASCII bytes
+    grid rank d                 varint (1..8)
+    channels                    varint (>= 1)
+    grid shape                  d varints (>= 1)
+    patch shape                 d varints (>= 1): the model's item shape
+    patch count P               varint (>= 1)
+    symbols per patch K         varint (>= 1)
+    signal meta                 varint n, then n bytes: raw DEFLATE (preset dictionary) of
+                                compact JSON, arithmetic progressions folded (see below)
+    payload                     varint n, then n bytes: the P·K symbols in one rANS stream
+    CRC-32 (zlib)               4    of every byte before it
 
-:func:`unpack` checks the magic, version, every length against the bytes that are left,
-and the CRC before anything is decoded or allocated; consistency with the model (fingerprints,
-shapes, counts) is checked by the pipeline, which knows the model.
+The fingerprints are truncated to 64 bits: they guard against decoding with the wrong
+model or codec (2**-64 odds of a silent mix-up), not against forgery, and on a 32×32 image
+every byte of container costs 0.008 bpp.
+
+:func:`unpack` checks the magic, the version, the CRC and every length against the bytes
+that are left before anything is decoded or allocated; consistency with a model
+(fingerprints, shapes, counts) is checked by :func:`vcinr.pipeline.decode_bytes`.
 """
 
 from __future__ import annotations
@@ -39,19 +43,29 @@ from vcinr.errors import BitstreamError
 MAGIC = b"VCI\x1a"
 VERSION = 1
 KINDS = {"learned": 0, "uniform": 1}
+FINGERPRINT_BYTES = 8
 MAX_NDIM = 8
 MAX_MODALITY = 32
-MAX_META = 1 << 20  # bytes of decompressed meta JSON
-_FIXED = struct.Struct("<4sBBH32s32s")
-MIN_SIZE = _FIXED.size + 1 + 1 + 1 + 2 + 4 + 2 + 4 + 4 + 4  # empty modality/grid: a floor, not a file
+MAX_META = 1 << 20  # bytes of inflated meta JSON
+MIN_SIZE = len(MAGIC) + 2 + 2 * FINGERPRINT_BYTES + 4  # magic, version, kind, fingerprints, CRC
+_RANGE_KEY = "\u0000arange"  # marks a folded arithmetic progression: {key: [first, step, count]}
+# Preset dictionary for the meta JSON: the keys and values the modality readers produce.
+# Changing it changes the format (bump VERSION).
+_META_DICTIONARY = (
+    b'"source_index":"num_fields":"field_index":0,"layout":"era5","latitude":"longitude":'
+    b'"min":"max":"dtype":"<f4","stacked":false,"threshold":"key":"voxels","translate":[0.0,0.0,0.0],'
+    b'"scale":1.0,"fps":25.0,"codec":"h264","container":"mov,mp4,m4a,3gp,3j2,mj2","frames":'
+    b'{"channels":1,"format":"FLAC","sample_rate":16000,"subtype":"PCM_16"}'
+    b'{"format":"PNG","height":512,"mode":"RGB","source_mode":"RGB","width":768}'
+)
 
 
 @dataclass
 class Header:
     """Everything in a ``.vci`` file except the payload."""
 
-    model_fingerprint: str  # hex SHA-256
-    codec_fingerprint: str  # hex SHA-256
+    model_fingerprint: str  # hex; the full SHA-256 may be given, only its prefix is stored
+    codec_fingerprint: str
     kind: str
     modality: str
     channels: int
@@ -62,30 +76,103 @@ class Header:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+def fingerprint_prefix(fingerprint: str) -> str:
+    """The part of a hex SHA-256 that a bitstream stores (16 hex digits)."""
+    return fingerprint[: 2 * FINGERPRINT_BYTES].lower()
+
+
+def _varint(value: int) -> bytes:
+    if not 0 <= value < 1 << 32:
+        raise ValueError(f"header value {value} out of range")
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
+
+
+# --- meta ---------------------------------------------------------------------------------------
+
+
+def _fold(value: Any) -> Any:
+    """Replace float/int lists that are exact arithmetic progressions by ``{_RANGE_KEY: [a, d, n]}``."""
+    if isinstance(value, dict):
+        return {k: _fold(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [_fold(v) for v in value]
+        if len(items) >= 4 and all(type(v) in (int, float) for v in items):
+            first, step = items[0], items[1] - items[0]
+            if all(type(v) is type(first) for v in items) and _unfold_range(first, step, len(items)) == items:
+                return {_RANGE_KEY: [first, step, len(items)]}
+        return items
+    return value
+
+
+def _unfold_range(first: Any, step: Any, count: int) -> list:
+    return [first + i * step for i in range(count)]
+
+
+def _unfold(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {_RANGE_KEY}:
+            spec = value[_RANGE_KEY]
+            if (not isinstance(spec, list) or len(spec) != 3 or not isinstance(spec[2], int)
+                    or not 0 <= spec[2] <= MAX_META or any(type(v) not in (int, float) for v in spec[:2])):
+                raise BitstreamError("corrupt bitstream: malformed signal meta")
+            return _unfold_range(spec[0], spec[1], spec[2])
+        return {k: _unfold(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unfold(v) for v in value]
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars/arrays in meta → plain JSON values."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+
+
+def encode_meta(meta: dict[str, Any]) -> bytes:
+    """Compact, deterministic JSON (sorted keys), progressions folded, raw DEFLATE with a dictionary."""
+    try:
+        plain = json.loads(json.dumps(meta, allow_nan=False, default=_plain))
+        text = json.dumps(_fold(plain), separators=(",", ":"), sort_keys=True, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"signal meta is not JSON-serialisable ({exc})") from None
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, _META_DICTIONARY)
+    return deflater.compress(text.encode("utf-8")) + deflater.flush()
+
+
+def decode_meta(raw: bytes) -> dict[str, Any]:
+    try:
+        inflater = zlib.decompressobj(-15, _META_DICTIONARY)
+        text = inflater.decompress(raw, MAX_META)
+        if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
+            raise BitstreamError("corrupt bitstream: signal meta is too large or incomplete")
+        meta = json.loads(text.decode("utf-8"))
+    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise BitstreamError("corrupt bitstream: unreadable signal meta") from None
+    if not isinstance(meta, dict):
+        raise BitstreamError("corrupt bitstream: signal meta is not a JSON object")
+    meta = _unfold(meta)
+    if len(json.dumps(meta)) > 8 * MAX_META:
+        raise BitstreamError("corrupt bitstream: signal meta is too large")
+    return meta
+
+
+# --- container ----------------------------------------------------------------------------------
+
+
 def _digest(hex_string: str, what: str) -> bytes:
     try:
         raw = bytes.fromhex(hex_string)
     except ValueError:
         raw = b""
-    if len(raw) != 32:
+    if len(raw) < FINGERPRINT_BYTES:
         raise ValueError(f"{what} must be a hex SHA-256, got {hex_string!r}")
-    return raw
-
-
-def encode_meta(meta: dict[str, Any]) -> bytes:
-    """Compact, deterministic JSON (sorted keys), zlib-compressed."""
-    try:
-        text = json.dumps(meta, separators=(",", ":"), sort_keys=True, allow_nan=False, default=_plain)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"signal meta is not JSON-serialisable ({exc})") from None
-    return zlib.compress(text.encode("utf-8"), 9)
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars/arrays and tuples in meta → plain JSON values."""
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
+    return raw[:FINGERPRINT_BYTES]
 
 
 def pack(header: Header, payload: bytes) -> bytes:
@@ -96,16 +183,12 @@ def pack(header: Header, payload: bytes) -> bytes:
         raise ValueError("header fields out of range")
     meta = encode_meta(header.meta)
     parts = [
-        _FIXED.pack(MAGIC, VERSION, KINDS[header.kind], 0,
-                    _digest(header.model_fingerprint, "model fingerprint"),
-                    _digest(header.codec_fingerprint, "codec fingerprint")),
-        struct.pack("<B", len(modality)), modality,
-        struct.pack("<BH", d, header.channels),
-        struct.pack(f"<{d}I", *header.grid_shape),
-        struct.pack(f"<{d}I", *header.patch_shape),
-        struct.pack("<IH", header.patch_count, header.symbols_per_patch),
-        struct.pack("<I", len(meta)), meta,
-        struct.pack("<I", len(payload)), payload,
+        MAGIC, bytes([VERSION, KINDS[header.kind]]),
+        _digest(header.model_fingerprint, "model fingerprint"), _digest(header.codec_fingerprint, "codec fingerprint"),
+        _varint(len(modality)), modality, _varint(d), _varint(header.channels),
+        *(_varint(n) for n in header.grid_shape), *(_varint(n) for n in header.patch_shape),
+        _varint(header.patch_count), _varint(header.symbols_per_patch),
+        _varint(len(meta)), meta, _varint(len(payload)), bytes(payload),
     ]
     body = b"".join(parts)
     return body + struct.pack("<I", zlib.crc32(body))
@@ -116,16 +199,28 @@ class _Reader:
         self.data, self.pos, self.end = data, 0, end
 
     def take(self, n: int, what: str) -> bytes:
-        if n < 0 or self.pos + n > self.end:
+        if self.pos + n > self.end:
             raise BitstreamError(f"truncated bitstream: {what} needs {n} bytes at offset {self.pos}, "
                                  f"only {max(self.end - self.pos, 0)} left")
         chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk
 
-    def unpack(self, fmt: str, what: str) -> tuple:
-        s = struct.Struct("<" + fmt)
-        return s.unpack(self.take(s.size, what))
+    def varint(self, what: str, low: int = 0, high: int = (1 << 32) - 1) -> int:
+        value, shift = 0, 0
+        for i in range(5):
+            (byte,) = self.take(1, what)
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                if i and byte == 0:
+                    raise BitstreamError(f"corrupt bitstream header ({what}: over-long number)")
+                break
+        else:
+            raise BitstreamError(f"corrupt bitstream header ({what}: number too long)")
+        if not low <= value <= high:
+            raise BitstreamError(f"corrupt bitstream header ({what} = {value}, expected {low}..{high})")
+        return value
 
 
 def unpack(data: bytes) -> tuple[Header, bytes]:
@@ -139,6 +234,8 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
         raise BitstreamError("not a vcinr bitstream (bad magic bytes)")
     if len(data) < MIN_SIZE:
         raise BitstreamError(f"truncated bitstream: {len(data)} bytes is shorter than any .vci header")
+    if data[len(MAGIC)] != VERSION:
+        raise BitstreamError(f"unsupported bitstream version {data[len(MAGIC)]} (this vcinr reads version {VERSION})")
     (crc,) = struct.unpack("<I", data[-4:])
     if zlib.crc32(data[:-4]) != crc:
         try:
@@ -152,55 +249,33 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
 
 def _parse(data: bytes) -> tuple[Header, bytes]:
     reader = _Reader(data, len(data) - 4)
-    magic, version, kind, flags, model_fp, codec_fp = reader.unpack("4sBBH32s32s", "fixed header")
-    if version != VERSION:
-        raise BitstreamError(f"unsupported bitstream version {version} (this vcinr reads version {VERSION})")
+    reader.take(len(MAGIC) + 1, "magic and version")
+    (kind,) = reader.take(1, "codec kind")
     kinds = {v: k for k, v in KINDS.items()}
-    if kind not in kinds or flags != 0:
-        raise BitstreamError("corrupt bitstream header (unknown codec kind or flags)")
-    (m,) = reader.unpack("B", "modality length")
-    if not 1 <= m <= MAX_MODALITY:
-        raise BitstreamError(f"corrupt bitstream header (modality name of {m} bytes)")
+    if kind not in kinds:
+        raise BitstreamError(f"corrupt bitstream header (unknown codec kind {kind})")
+    model_fp = reader.take(FINGERPRINT_BYTES, "model fingerprint").hex()
+    codec_fp = reader.take(FINGERPRINT_BYTES, "codec fingerprint").hex()
+    m = reader.varint("modality length", 1, MAX_MODALITY)
     try:
         modality = reader.take(m, "modality name").decode("ascii")
     except UnicodeDecodeError:
         raise BitstreamError("corrupt bitstream header (modality name is not ASCII)") from None
-    d, channels = reader.unpack("BH", "grid rank and channels")
-    if not 1 <= d <= MAX_NDIM or channels < 1:
-        raise BitstreamError(f"corrupt bitstream header ({d} grid axes, {channels} channels)")
-    grid = reader.unpack(f"{d}I", "grid shape")
-    patch = reader.unpack(f"{d}I", "patch shape")
-    if min(grid) < 1 or min(patch) < 1:
-        raise BitstreamError("corrupt bitstream header (a zero-length grid or patch axis)")
-    patch_count, symbols = reader.unpack("IH", "patch count")
-    if patch_count < 1 or symbols < 1:
-        raise BitstreamError("corrupt bitstream header (no patches or no symbols)")
-    (n_meta,) = reader.unpack("I", "meta length")
-    meta_bytes = reader.take(n_meta, "signal meta")
-    (n_payload,) = reader.unpack("I", "payload length")
-    payload = reader.take(n_payload, "payload")
+    d = reader.varint("grid rank", 1, MAX_NDIM)
+    channels = reader.varint("channels", 1)
+    grid = tuple(reader.varint("grid shape", 1) for _ in range(d))
+    patch = tuple(reader.varint("patch shape", 1) for _ in range(d))
+    patch_count = reader.varint("patch count", 1)
+    symbols = reader.varint("symbols per patch", 1)
+    meta_bytes = reader.take(reader.varint("meta length"), "signal meta")
+    payload = reader.take(reader.varint("payload length"), "payload")
     if reader.pos != reader.end:
         raise BitstreamError(f"corrupt bitstream: {reader.end - reader.pos} unexpected bytes after the payload")
-    header = Header(model_fp.hex(), codec_fp.hex(), kinds[kind], modality, channels, grid, patch,
-                    patch_count, symbols, _decode_meta(meta_bytes))
+    header = Header(model_fp, codec_fp, kinds[kind], modality, channels, grid, patch, patch_count, symbols,
+                    decode_meta(meta_bytes))
     return header, payload
 
 
-def _decode_meta(raw: bytes) -> dict[str, Any]:
-    try:
-        inflater = zlib.decompressobj()
-        text = inflater.decompress(raw, MAX_META)
-        if inflater.unconsumed_tail or not inflater.eof:
-            raise BitstreamError("corrupt bitstream: signal meta is too large or incomplete")
-        meta = json.loads(text.decode("utf-8"))
-    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError):
-        raise BitstreamError("corrupt bitstream: unreadable signal meta") from None
-    if not isinstance(meta, dict):
-        raise BitstreamError("corrupt bitstream: signal meta is not a JSON object")
-    return meta
-
-
 def short(fingerprint: str) -> str:
-    """First 12 hex digits, for messages."""
-    return fingerprint[:12]
-
+    """The stored fingerprint prefix, for messages."""
+    return fingerprint_prefix(fingerprint)

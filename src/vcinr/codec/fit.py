@@ -29,7 +29,6 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -38,7 +37,6 @@ from tqdm import tqdm
 
 from vcinr.codec.codecs import LatentCodec, UniformCodec, latent_stats
 from vcinr.codec.levels import (
-    LevelInfo,
     codec_dir,
     learned_stem,
     read_level_json,
@@ -171,6 +169,9 @@ def _load_training_items(loaded: LoadedModel, data: str | Path | None, max_items
         raise ConfigError("the model's config records no data kind; cannot reload its training items")
     if data is not None:
         cfg = dataclasses.replace(cfg, path=str(data))
+    elif not Path(cfg.path).exists():
+        raise InputError(f"{cfg.path}: the training data recorded in the model's config is not there "
+                         f"(relative paths are relative to the current folder); pass --data PATH")
     if max_items is not None:
         cfg = dataclasses.replace(cfg, max_items=max_items)
     items = load_items(cfg, "train")
@@ -361,5 +362,5 @@ def fit_codecs(model_dir: str | Path, data: str | Path | None = None, settings: 
     return result
 
 
-__all__ = ["DEFAULT_BITS", "DEFAULT_LAMBDAS", "FitResult", "FitSettings", "LevelInfo", "LevelResult",
+__all__ = ["DEFAULT_BITS", "DEFAULT_LAMBDAS", "FitResult", "FitSettings", "LevelResult",
            "compute_latents", "decode_raw", "evaluate_codec", "fit_codecs", "quality_of", "train_transform_coder"]

@@ -56,7 +56,7 @@ class LevelInfo:
     name: str  # "1".."K" or "u<bits>"
     stem: str
     kind: str  # "learned" | "uniform"
-    info: dict[str, Any]
+    record: dict[str, Any]  # the level's JSON
     directory: Path
 
     @property
@@ -65,14 +65,14 @@ class LevelInfo:
 
     @property
     def fingerprint(self) -> str:
-        return str(self.info.get("weights_fingerprint", ""))
+        return str(self.record.get("weights_fingerprint", ""))
 
     @property
     def label(self) -> str:
         """``name`` plus its setting, e.g. ``2 (λ=0.01)`` or ``u6 (6 bits)``."""
         if self.kind == "learned":
-            return f"{self.name} (lambda={self.info['lambda']:g})"
-        return f"{self.name} ({self.info['bits']} bits)"
+            return f"{self.name} (lambda={self.record['lambda']:g})"
+        return f"{self.name} ({self.record['bits']} bits)"
 
 
 @dataclass
@@ -90,6 +90,10 @@ class QualityLevel:
     @property
     def fingerprint(self) -> str:
         return self.info.fingerprint
+
+    @property
+    def record(self) -> dict[str, Any]:
+        return self.info.record
 
 
 def codec_dir(model_dir: Path) -> Path:
@@ -152,8 +156,10 @@ def find_level(loaded: LoadedModel, quality: str | None) -> LevelInfo:
 
 
 def find_level_by_fingerprint(loaded: LoadedModel, fingerprint: str) -> LevelInfo | None:
+    """The level whose weights' SHA-256 is (or starts with) ``fingerprint``."""
+    fingerprint = fingerprint.lower()
     for level in list_levels(loaded):
-        if level.fingerprint == fingerprint:
+        if fingerprint and level.fingerprint.startswith(fingerprint):
             return level
     return None
 
@@ -165,7 +171,7 @@ def load_level(loaded: LoadedModel, level: LevelInfo | str | None) -> QualityLev
     if fingerprint_file(level.weights) != level.fingerprint:
         raise ModelError(f"{level.weights} does not match the fingerprint in {level.stem}.json; "
                          "the codec was modified or mixed up (re-run 'vcinr fit-codec')")
-    info = level.info
+    info = level.record
     try:
         tensors = load_file(level.weights)
         if level.kind == "learned":

@@ -12,9 +12,14 @@ Importing this module imports CompressAI (several seconds); only ``fit-codec`` n
 
 from __future__ import annotations
 
+import warnings
+
 import torch
-from compressai.entropy_models import EntropyBottleneck
 from torch import nn
+
+with warnings.catch_warnings():  # compressai's import-time torch.jit.script calls warn on torch 2.14
+    warnings.simplefilter("ignore", FutureWarning)
+    from compressai.entropy_models import EntropyBottleneck
 
 from vcinr.codec.codecs import LearnedCodec, ResidualMLP
 from vcinr.codec.entropy import EntropyTables

@@ -1,0 +1,104 @@
+"""The ``fit-codec``, ``compress`` and ``decompress`` subcommands (wired into :mod:`vcinr.cli`).
+
+Each handler takes the parsed :class:`argparse.Namespace`; user errors are raised as
+:class:`vcinr.errors.VcinrError`, which ``vcinr.cli.main`` prints as one line (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+QUALITY_HELP = ("quality level: 1..K for the learned transform codecs (1 = lowest rate, in order of "
+                "increasing lambda), u<bits> for uniform quantisation (e.g. u6), or a codec file stem; "
+                "default: the highest learned level")
+
+
+def _cmd_fit_codec(args: argparse.Namespace) -> None:
+    from vcinr.codec.fit import DEFAULT_BITS, DEFAULT_LAMBDAS, FitSettings, fit_codecs
+
+    settings = FitSettings(
+        lambdas=tuple(args.lambdas) if args.lambdas is not None else DEFAULT_LAMBDAS,
+        bits=tuple(args.bits) if args.bits is not None else DEFAULT_BITS,
+        steps=args.steps, lr=args.lr, aux_lr=args.aux_lr, batch_size=args.batch_size, width=args.width,
+        blocks=args.blocks, z_dim=args.z_dim, clip=args.clip, seed=args.seed, max_items=args.max_items,
+    )
+    result = fit_codecs(args.model, args.data, settings, progress=not args.quiet)
+    from vcinr.codec.levels import list_levels
+    from vcinr.meta.model import load_model
+
+    order = list_levels(load_model(args.model))
+    names = {lv.stem: lv.name for lv in order}
+    rank = {lv.stem: i for i, lv in enumerate(order)}
+    for level in sorted(result.levels, key=lambda lv: rank.get(lv.stem, len(rank))):
+        metrics = ", ".join(f"{k} {v:.4f}" if k != "psnr" else f"PSNR {v:.2f} dB" for k, v in level.metrics.items())
+        print(f"quality {names.get(level.stem, '?'):>3}  {level.stem:<24} {level.status:<8} {metrics}"
+              + (f"  ({level.seconds:.1f} s)" if level.seconds else ""))
+    fitted = sum(level.status != "skipped" for level in result.levels)
+    print(f"{len(result.levels)} quality levels ({fitted} fitted, {len(result.levels) - fitted} unchanged) on "
+          f"{result.items} training items (dim phi = {result.latent_dim}) -> {Path(args.model) / 'codecs'}")
+
+
+def _cmd_compress(args: argparse.Namespace) -> None:
+    from vcinr.pipeline import compress_file
+
+    report = compress_file(args.input, args.model, args.quality, args.output, progress=not args.quiet)
+    print(report.summary())
+
+
+def _cmd_decompress(args: argparse.Namespace) -> None:
+    from vcinr.pipeline import decompress_file
+
+    report = decompress_file(args.input, args.model, args.output, progress=not args.quiet)
+    print(report.summary())
+
+
+def add_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``fit-codec``, ``compress`` and ``decompress`` on ``vcinr``'s subparsers."""
+    p = subparsers.add_parser(
+        "fit-codec", help="fit the quality levels (transform coders, uniform quantisers) of a model",
+        description="Compute the latents of the model's training items, then fit one learned transform "
+                    "coder per lambda (loss = bpp + lambda * 255^2 * distortion, distortion measured on the "
+                    "data through the frozen INR) and one uniform quantiser per bit depth. Codecs go to "
+                    "MODEL/codecs/; re-running skips finished levels and resumes interrupted ones.")
+    p.add_argument("--model", required=True, type=Path, help="model directory from 'vcinr train'")
+    p.add_argument("--data", type=Path, help="training data path (default: the one in the model's config)")
+    p.add_argument("--lambdas", type=float, nargs="+", metavar="L",
+                   help="rate-distortion trade-offs, one learned level each (default: 0.0003 0.001 0.003 0.01 0.03 0.1)")
+    p.add_argument("--bits", type=int, nargs="*", metavar="B",
+                   help="bit depths of the uniform levels (default: 3 4 5 6 7 8; give none for no uniform levels)")
+    p.add_argument("--steps", type=int, default=3000, help="training steps per learned level (default: 3000)")
+    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default: 1e-4, as in the paper)")
+    p.add_argument("--aux-lr", type=float, default=1e-3, help="learning rate of the entropy model's quantiles")
+    p.add_argument("--batch-size", type=int, default=64, help="items per step (default: 64)")
+    p.add_argument("--width", type=int, help="hidden width of g_a and g_s (default: max(2*dim(phi), 64))")
+    p.add_argument("--blocks", type=int, default=1, help="residual blocks of g_a and g_s (default: 1)")
+    p.add_argument("--z-dim", type=int, help="dimension of the code z (default: dim(phi))")
+    p.add_argument("--clip", type=float, default=3.0,
+                   help="uniform levels quantise normalised latents within +-CLIP standard deviations (default: 3)")
+    p.add_argument("--max-items", type=int, help="use at most this many training items")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_fit_codec)
+
+    p = subparsers.add_parser(
+        "compress", help="compress a file into a .vci bitstream",
+        description="Fit the latents of INPUT (patch by patch) with the model's inner loop, code them at the "
+                    "chosen quality level and write a .vci bitstream. Prints the rate (bpp, or kbps for audio) "
+                    "and the PSNR (or voxel accuracy) of exactly what 'vcinr decompress' will write.")
+    p.add_argument("input", type=Path, help="file to compress (of the model's modality)")
+    p.add_argument("--model", required=True, type=Path, help="model directory with fitted codecs")
+    p.add_argument("--quality", "-q", help=QUALITY_HELP)
+    p.add_argument("-o", "--output", required=True, type=Path, help="the .vci file to write")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_compress)
+
+    p = subparsers.add_parser(
+        "decompress", help="decode a .vci bitstream into a file",
+        description="Decode a .vci bitstream with the model it was made with (the quality level is read from "
+                    "the bitstream) and write the signal in the format named by OUTPUT's suffix.")
+    p.add_argument("input", type=Path, help="the .vci file")
+    p.add_argument("--model", required=True, type=Path, help="the model directory it was compressed with")
+    p.add_argument("-o", "--output", required=True, type=Path, help="output file (e.g. .png, .wav, .npz)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_decompress)

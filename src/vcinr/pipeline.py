@@ -1,0 +1,334 @@
+"""Compress a file to ``.vci`` and back, end to end (issue 3; DESIGN.md "Data flow").
+
+Encoding: ``read_signal`` (the model's modality) → patches of the model's item shape (or the
+whole grid for unpatched models) → Meta-SGD inner loop per patch → latents φ → the quality
+level's codec → integer symbols → one rANS stream → ``.vci`` container.
+
+Decoding runs the exact inverse and is deterministic: symbols → φ̂ → shared INR → patches
+merged → features clamped to [0, 1] (occupancy probabilities for voxel models) → the
+modality writer.  The encoder runs this same decoder on the bytes it is about to write and
+measures quality on what the writer produces when that is read back (8-bit rounding for
+images and video, 16-bit samples for audio, ...), in the input's own format (or the
+modality's first writable format if the input's cannot be written).  So the PSNR that
+``compress`` prints is the PSNR of ``decompress``'s output in that format.
+
+Rate: ``bpp = 8 · (bytes of the .vci file, header included) / grid points``; for audio also
+``kbps = 8 · bytes / seconds / 1000``.  The entropy model's estimate covers the payload only;
+the difference to the file size is the container overhead plus the coder's flush.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from vcinr.codec import entropy
+from vcinr.codec.bitstream import Header, fingerprint_prefix, pack, short, unpack
+from vcinr.codec.fit import compute_latents
+from vcinr.codec.levels import QualityLevel, find_level_by_fingerprint, load_level
+from vcinr.errors import BitstreamError, InputError
+from vcinr.meta.model import LoadedModel, atomic_write_bytes, load_model
+from vcinr.modalities import get_modality, read_signal, write_signal
+from vcinr.patching import merge_patches, patch_count, split_patches
+from vcinr.signal import Signal, grid_coordinates
+
+BATCH = 64  # patches per inner-loop / decoder batch; fixed so decoding is reproducible
+MAX_POINTS = 1 << 31  # a decoder refuses to allocate a larger grid
+
+
+@dataclass
+class CompressReport:
+    input: Path
+    output: Path
+    quality: str
+    modality: str
+    grid_shape: tuple[int, ...]
+    points: int
+    patches: int
+    bytes: int
+    payload_bytes: int
+    estimated_bits: float  # the entropy model's rate for the payload
+    bpp: float
+    kbps: float | None  # audio only
+    metric: str  # "psnr" (dB) or "accuracy"
+    value: float
+    seconds: float
+
+    @property
+    def estimated_bpp(self) -> float:
+        return self.estimated_bits / self.points
+
+    @property
+    def overhead_bytes(self) -> int:
+        """Container bytes besides the payload (header, meta, CRC)."""
+        return self.bytes - self.payload_bytes
+
+    def summary(self) -> str:
+        rate = f"{self.kbps:.2f} kbps ({self.bpp:.4f} bits/sample)" if self.kbps is not None else f"{self.bpp:.4f} bpp"
+        quality = f"PSNR {self.value:.2f} dB" if self.metric == "psnr" else f"accuracy {100 * self.value:.2f}%"
+        return (f"{self.input.name} -> {self.output}: {self.bytes} bytes, {rate}, {quality}, "
+                f"entropy model {self.estimated_bits:.0f} bits + {self.overhead_bytes} B container, "
+                f"quality {self.quality}, {self.patches} patch{'es' if self.patches != 1 else ''}, {self.seconds:.1f} s")
+
+
+@dataclass
+class DecompressReport:
+    input: Path
+    output: Path
+    quality: str
+    modality: str
+    grid_shape: tuple[int, ...]
+    points: int
+    bytes: int
+    bpp: float
+    kbps: float | None
+    seconds: float
+
+    def summary(self) -> str:
+        rate = f"{self.kbps:.2f} kbps" if self.kbps is not None else f"{self.bpp:.4f} bpp"
+        shape = "x".join(str(s) for s in self.grid_shape)
+        return (f"{self.input.name} -> {self.output}: {self.modality} {shape}, {self.bytes} bytes, {rate}, "
+                f"quality {self.quality}, {self.seconds:.1f} s")
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def signal_quality(original: Signal, decoded: Signal, loss: str = "mse") -> tuple[str, float]:
+    """``("psnr", dB)`` on [0, 1] features, or ``("accuracy", fraction)`` for occupancies."""
+    a, b = original.features.double(), decoded.features.double()
+    if a.shape != b.shape:
+        raise InputError(f"cannot compare signals of shapes {tuple(a.shape)} and {tuple(b.shape)}")
+    if loss == "bce":
+        return "accuracy", float(((a >= 0.5) == (b >= 0.5)).double().mean())
+    mse = float((a - b).square().mean())
+    return "psnr", (math.inf if mse == 0 else -10.0 * math.log10(mse))
+
+
+def kbps(signal_meta: dict, grid_shape: tuple[int, ...], size: int, modality: str) -> float | None:
+    """Kilobits per second of audio (``None`` for other modalities or without a sample rate)."""
+    rate = signal_meta.get("sample_rate")
+    if modality != "audio" or not isinstance(rate, (int, float)) or rate <= 0:
+        return None
+    return 8.0 * size / (grid_shape[0] / rate) / 1000.0
+
+
+def _points(shape: tuple[int, ...]) -> int:
+    return math.prod(shape)
+
+
+def _item_coords(loaded: LoadedModel, level: QualityLevel) -> torch.Tensor:
+    """Coordinates of one item: a patch grid in ``coord_range``, or the training grid itself."""
+    spec = loaded.spec
+    coords = level.coords
+    if coords.shape != (_points(spec.item_shape), spec.in_dim):
+        raise BitstreamError(f"codec {level.info.stem} holds coordinates of shape {tuple(coords.shape)}, "
+                             f"not the model's item shape {list(spec.item_shape)}")
+    return coords
+
+
+def _read_input(path: Path, loaded: LoadedModel) -> Signal:
+    spec = loaded.spec
+    signal = read_signal(path, spec.modality)
+    if signal.in_dim != spec.in_dim or len(signal.grid_shape) != len(spec.item_shape):
+        raise InputError(f"{path}: a {len(signal.grid_shape)}-d {signal.modality} grid, but the model codes "
+                         f"{len(spec.item_shape)}-d grids")
+    if signal.out_dim != spec.out_dim:
+        raise InputError(f"{path}: has {signal.out_dim} channel{'s' if signal.out_dim != 1 else ''} "
+                         f"but the model was trained on {spec.out_dim}")
+    return signal
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """Run torch on one thread: float results then do not depend on the machine's core count.
+
+    The decoder's φ̂ and INR outputs go through float matmuls whose reduction order may depend
+    on the number of threads; fixing it keeps decoding bit-identical across processes (on the
+    same platform), so the encoder's PSNR is exactly the decoder's.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+# --- encode / decode in memory ----------------------------------------------------------------
+
+
+def encode_signal(signal: Signal, loaded: LoadedModel, level: QualityLevel, progress: bool = False,
+                  name: str = "input") -> tuple[bytes, float, int]:
+    """``signal`` → ``.vci`` bytes; returns ``(bytes, estimated payload bits, patch count)``."""
+    spec, model = loaded.spec, loaded.model
+    coords = _item_coords(loaded, level)
+    item_shape = tuple(spec.item_shape)
+    grid = signal.grid_shape
+    if spec.coord_range is None:
+        if grid != item_shape:
+            raise InputError(f"{name}: grid {list(grid)} but this model only codes {spec.modality} signals of "
+                             f"exactly {list(item_shape)} (it was trained without patches)")
+        if not torch.allclose(signal.coords.reshape(-1, spec.in_dim), coords, atol=1e-5, rtol=0):
+            raise InputError(f"{name}: its coordinates differ from those the model was trained on")
+        patches = signal.features[None]
+    else:
+        patches = split_patches(signal.features, item_shape)
+    features = patches.reshape(patches.shape[0], -1, spec.out_dim).float()
+    phi = compute_latents(model, coords, features, BATCH, progress, "encode (inner loop)")
+    symbols = level.codec.to_symbols(phi)
+    payload = entropy.encode(symbols, level.codec.tables)
+    header = Header(loaded.fingerprint, level.fingerprint, level.codec.kind, spec.modality, spec.out_dim, grid,
+                    item_shape, int(symbols.shape[0]), int(symbols.shape[1]), dict(signal.meta))
+    try:
+        data = pack(header, payload)
+    except ValueError as exc:
+        raise InputError(f"{name}: {exc}") from None
+    return data, level.codec.estimated_bits(symbols), int(symbols.shape[0])
+
+
+def decode_bytes(data: bytes, loaded: LoadedModel, name: str = "bitstream",
+                 level: QualityLevel | None = None) -> tuple[Signal, Header, QualityLevel]:
+    """``.vci`` bytes → decoded :class:`Signal`, validating everything against the model first."""
+    header, payload = unpack(data)
+    spec, model = loaded.spec, loaded.model
+    if header.model_fingerprint != fingerprint_prefix(loaded.fingerprint):
+        raise BitstreamError(f"{name} was made for another model (fingerprint {short(header.model_fingerprint)}), "
+                             f"not {loaded.directory} ({short(loaded.fingerprint)}); decode it with the model it was "
+                             "compressed with")
+    if level is None or fingerprint_prefix(level.fingerprint) != header.codec_fingerprint:
+        info = find_level_by_fingerprint(loaded, header.codec_fingerprint)
+        if info is None:
+            raise BitstreamError(f"{name} was made with a codec (quality level, fingerprint "
+                                 f"{short(header.codec_fingerprint)}) that {loaded.directory} does not have; "
+                                 "it was refitted or removed")
+        level = load_level(loaded, info)
+    codec = level.codec
+    item_shape, grid = tuple(spec.item_shape), tuple(header.grid_shape)
+    if header.modality != spec.modality or header.channels != spec.out_dim:
+        raise BitstreamError(f"{name}: header says {header.modality} with {header.channels} channels, the model "
+                             f"codes {spec.modality} with {spec.out_dim}")
+    if tuple(header.patch_shape) != item_shape or header.symbols_per_patch != codec.symbol_dim:
+        raise BitstreamError(f"{name}: patch shape {list(header.patch_shape)} × {header.symbols_per_patch} symbols "
+                             f"does not match the model ({list(item_shape)} × {codec.symbol_dim})")
+    if spec.coord_range is None:
+        if grid != item_shape:
+            raise BitstreamError(f"{name}: grid {list(grid)} differs from the model's {list(item_shape)}")
+        expected = 1
+    else:
+        if len(grid) != len(item_shape):
+            raise BitstreamError(f"{name}: a {len(grid)}-d grid for a model of {len(item_shape)}-d items")
+        expected = patch_count(grid, item_shape)
+    if header.patch_count != expected:
+        raise BitstreamError(f"{name}: {header.patch_count} patches for a {list(grid)} grid (expected {expected})")
+    if _points(grid) > MAX_POINTS:
+        raise BitstreamError(f"{name}: grid {list(grid)} is too large")
+    # Every patch costs at least min_bits_per_row bits, so a short payload cannot claim many patches.
+    if header.patch_count * codec.tables.min_bits_per_row() > 8 * len(payload) + 64:
+        raise BitstreamError(f"{name}: {header.patch_count} patches cannot fit in a payload of {len(payload)} bytes")
+
+    symbols = entropy.decode(payload, header.patch_count, codec.tables)
+    coords = _item_coords(loaded, level)
+    outputs = []
+    with torch.no_grad(), single_thread():
+        for start in range(0, symbols.shape[0], BATCH):
+            phi_hat = codec.from_symbols(symbols[start : start + BATCH])
+            outputs.append(model.decode(coords, phi_hat).clamp(0.0, 1.0))
+    patches = torch.cat(outputs).reshape(header.patch_count, *item_shape, spec.out_dim)
+    if spec.coord_range is None:
+        features = patches[0]
+        grid_coords = coords.reshape(*grid, spec.in_dim)
+    else:
+        features = merge_patches(patches, grid, item_shape)
+        grid_coords = grid_coordinates(grid, *spec.coord_range)
+    try:
+        signal = Signal(features.contiguous(), grid_coords, spec.modality, header.meta)
+    except InputError as exc:
+        raise BitstreamError(f"{name}: decodes to an invalid signal ({exc})") from None
+    return signal, header, level
+
+
+def _reference_suffix(path: Path, modality: str) -> str:
+    writable = get_modality(modality).write_suffixes
+    return path.suffix.lower() if path.suffix.lower() in writable else writable[0]
+
+
+def as_written(signal: Signal, suffix: str) -> Signal:
+    """What reading back ``signal`` written as ``suffix`` gives (the writer's own rounding)."""
+    with tempfile.TemporaryDirectory(prefix="vcinr-") as tmp:
+        path = Path(tmp) / f"decoded{suffix}"
+        write_signal(signal, path)
+        return read_signal(path, signal.modality)
+
+
+# --- files ------------------------------------------------------------------------------------
+
+
+def compress_file(input: str | Path, model_dir: str | Path, quality: str | None = None,
+                  output: str | Path | None = None, progress: bool = False) -> CompressReport:
+    """Compress ``input`` with the model in ``model_dir`` at ``quality`` into ``output`` (.vci).
+
+    ``output`` defaults to ``input`` with the suffix ``.vci``.  The file is written atomically,
+    only after the encoder has decoded its own bytes successfully.
+    """
+    started = time.perf_counter()
+    input = Path(input)
+    output = Path(output) if output is not None else input.with_suffix(".vci")
+    if output.resolve() == input.resolve():
+        raise InputError(f"{output}: the output would overwrite the input")
+    loaded = load_model(model_dir)
+    level = load_level(loaded, quality)
+    if not input.exists():
+        raise InputError(f"{input}: no such file")
+    signal = _read_input(input, loaded)
+    data, estimated_bits, patches = encode_signal(signal, loaded, level, progress, input.name)
+    decoded, header, _ = decode_bytes(data, loaded, input.name, level)
+    written = as_written(decoded, _reference_suffix(input, signal.modality))
+    metric, value = signal_quality(signal, written, loaded.spec.loss)
+    atomic_write_bytes(output, data)
+    _, payload = unpack(data)
+    points = _points(signal.grid_shape)
+    return CompressReport(
+        input=input, output=output, quality=level.info.label, modality=signal.modality,
+        grid_shape=signal.grid_shape, points=points, patches=patches, bytes=len(data), payload_bytes=len(payload),
+        estimated_bits=estimated_bits, bpp=8.0 * len(data) / points,
+        kbps=kbps(signal.meta, signal.grid_shape, len(data), signal.modality), metric=metric, value=value,
+        seconds=time.perf_counter() - started,
+    )
+
+
+def decompress_file(vci: str | Path, model_dir: str | Path, output: str | Path,
+                    progress: bool = False) -> DecompressReport:
+    """Decode ``vci`` with the model in ``model_dir`` and write the signal to ``output``.
+
+    Nothing is written unless decoding succeeds (the modality writers write atomically).
+    """
+    started = time.perf_counter()
+    vci, output = Path(vci), Path(output)
+    if not vci.is_file():
+        raise InputError(f"{vci}: no such file")
+    loaded = load_model(model_dir)
+    writable = get_modality(loaded.spec.modality).write_suffixes
+    if output.suffix.lower() not in writable:
+        raise InputError(f"{output}: cannot write {loaded.spec.modality} data as '{output.suffix or '(no suffix)'}' "
+                         f"(writable: {', '.join(writable)})")
+    data = vci.read_bytes()
+    signal, header, level = decode_bytes(data, loaded, vci.name)
+    write_signal(signal, output)
+    points = _points(signal.grid_shape)
+    return DecompressReport(
+        input=vci, output=output, quality=level.info.label, modality=signal.modality, grid_shape=signal.grid_shape,
+        points=points, bytes=len(data), bpp=8.0 * len(data) / points,
+        kbps=kbps(signal.meta, signal.grid_shape, len(data), signal.modality), seconds=time.perf_counter() - started,
+    )
+
+
+__all__ = ["CompressReport", "DecompressReport", "as_written", "compress_file", "decode_bytes",
+           "decompress_file", "encode_signal", "signal_quality"]
