@@ -47,6 +47,16 @@ def _cmd_train(args: argparse.Namespace) -> None:
           f"{result.initial[metric]:.2f}{unit} (untrained) -> {result.final[metric]:.2f}{unit} (meta-learned)")
 
 
+def _cmd_eval(args: argparse.Namespace) -> None:
+    from vcinr.evaluate.harness import format_table, run_eval
+
+    outcome = run_eval(args.model, args.inputs, args.out, codecs=args.codecs, anchor=args.anchor,
+                       qualities=args.quality, max_files=args.max_files, reference=args.reference,
+                       ms_ssim=args.ms_ssim, progress=not args.quiet)
+    print(format_table(outcome))
+    print(f"wrote {outcome.json_path} and {outcome.plot_path}")
+
+
 def _cmd_presets(args: argparse.Namespace) -> None:
     from vcinr.config import preset_names
 
@@ -83,6 +93,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     add_codec_commands(sub)
+
+    p = sub.add_parser("eval", help="RD curves of a model against standard codecs on the same files",
+                       description="Compress every input with every quality level of the model and with the "
+                                   "modality's standard codecs; write rd.json (all points, BD-rates) and rd.png.")
+    p.add_argument("inputs", nargs="+", type=Path,
+                   help="files or directories (an .npz of CIFAR-style 'images' or of sphere fields is unpacked)")
+    p.add_argument("--model", required=True, type=Path, help="model directory with fitted codecs")
+    p.add_argument("--out", required=True, type=Path, help="folder for rd.json and rd.png")
+    p.add_argument("--codecs", nargs="*", help="standard codecs (default: all of the modality)")
+    p.add_argument("--anchor", help="codec the BD-rates are measured against (default: JPEG / MP3 / H.264)")
+    p.add_argument("--quality", nargs="*", help="quality levels of the model (default: all)")
+    p.add_argument("--max-files", type=int, help="use at most this many files")
+    p.add_argument("--reference", help="also draw the paper's published curve for this dataset (e.g. cifar10)")
+    p.add_argument("--ms-ssim", action="store_true", help="also compute MS-SSIM of image codecs (slow on CPU)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_eval)
 
     p = sub.add_parser("presets", help="list the bundled config presets")
     p.set_defaults(func=_cmd_presets)

@@ -1,0 +1,33 @@
+"""`vcinr eval`: vcinr quality levels and standard codecs on the same CIFAR-10 files."""
+
+import json
+
+from vcinr.cli import main
+
+
+def test_eval_on_cifar_sample_writes_points_plot_and_bd(tiny_cifar_codecs, data_dir, tmp_path, capsys):
+    out = tmp_path / "eval"
+    code = main(["eval", str(data_dir / "cifar10" / "test.npz"), "--model", str(tiny_cifar_codecs), "--out", str(out),
+                 "--max-files", "3", "--codecs", "jpeg", "jpeg2000", "webp", "--reference", "cifar10", "--quiet"])
+    assert code == 0
+    results = json.loads((out / "rd.json").read_text())
+    points = results["points"]
+    by_codec: dict[str, list] = {}
+    for p in points:
+        by_codec.setdefault(p["codec"], []).append(p)
+    assert len(by_codec["vcinr-learned"]) + len(by_codec["vcinr-uniform"]) >= 4
+    for codec in ("jpeg", "jpeg2000", "webp"):
+        assert len(by_codec[codec]) >= 4, codec
+    for p in points:  # rates come from the bytes each codec wrote: 32x32 images
+        assert abs(p["bpp"] - 8 * p["bytes"] / 1024) < 1e-9
+        assert p["num_files"] == 3
+    assert results["settings"]["anchor"] == "jpeg" and "webp" in results["settings"]["bd"]
+    png = out / "rd.png"
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "BD vs anchor" in capsys.readouterr().out
+
+
+def test_eval_refuses_inputs_of_another_modality(tiny_cifar_codecs, data_dir, tmp_path, capsys):
+    flac = next((data_dir / "librispeech").rglob("*.flac"))
+    assert main(["eval", str(flac), "--model", str(tiny_cifar_codecs), "--out", str(tmp_path / "e"), "--quiet"]) == 2
+    assert "no image files" in capsys.readouterr().err
