@@ -22,7 +22,6 @@ machines, two OpenMP threads competing with other processes made tiny models ~30
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 from collections.abc import Callable
@@ -105,18 +104,8 @@ def tiny_cifar_codecs(tiny_cifar_model, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def vcinr_main(monkeypatch) -> Callable:
-    from vcinr import cli
-    from vcinr.codec.commands import add_commands
+def vcinr_main() -> Callable:
+    """The ``vcinr`` command as a function: ``vcinr_main([...]) -> exit code``."""
+    from vcinr.cli import main
 
-    original = cli.build_parser
-
-    def build() -> argparse.ArgumentParser:
-        parser = original()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        if "compress" not in sub.choices:
-            add_commands(sub)
-        return parser
-
-    monkeypatch.setattr(cli, "build_parser", build)
-    return cli.main
+    return main
