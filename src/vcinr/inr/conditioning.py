@@ -13,18 +13,28 @@ Every scheme maps the inner-loop *state* of a batch of items, shape ``(B, state_
 itself; MSCN's state also carries the per-item gate logits.  ``code(state)`` is the vector
 that is stored (quantised and entropy coded), and ``modulations_from_code`` is what the
 decoder runs, so the codec never needs to know which scheme it is compressing.
+
+For the Meta-SGD inner loop every scheme also has its backward pass written out:
+:meth:`Conditioning.modulations_vjp` returns the modulations together with the map from
+gradients w.r.t. the modulations to the gradient w.r.t. the state (a vector-Jacobian
+product, as ``torch.func.vjp`` would give), built from plain tensor operations so that the
+inner loop needs no nested autograd (see :mod:`vcinr.inr.siren`).
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from vcinr.inr.siren import Modulations
+
+
+Pullback = Callable[[Modulations], torch.Tensor]
 
 
 class Conditioning(nn.Module, ABC):
@@ -43,7 +53,16 @@ class Conditioning(nn.Module, ABC):
 
     def modulations(self, state: torch.Tensor, stochastic: bool = False) -> Modulations:
         """Modulations for the inner loop; ``stochastic`` samples noisy gates (MSCN training)."""
-        return self.modulations_from_code(self.code(state))
+        return self.modulations_vjp(state, stochastic)[0]
+
+    @abstractmethod
+    def modulations_vjp(self, state: torch.Tensor, stochastic: bool = False) -> tuple[Modulations, Pullback]:
+        """:meth:`modulations` and the pull-back ``∂L/∂modulations ↦ ∂L/∂state``.
+
+        The pull-back takes a :class:`Modulations` of gradients (``None`` where a layer has
+        no modulation) and returns ``(B, state_dim)``.  It must reuse the forward's random
+        draws, so that it differentiates exactly the modulations it returned.
+        """
 
     def code(self, state: torch.Tensor) -> torch.Tensor:
         """The per-item vector φ that is compressed, shape ``(B, latent_dim)``."""
@@ -57,10 +76,25 @@ class Conditioning(nn.Module, ABC):
         """Extra per-item term of the inner-loop loss, shape ``(B,)`` (zero by default)."""
         return state.new_zeros(state.shape[0])
 
+    def inner_penalty_grad(self, state: torch.Tensor) -> torch.Tensor | None:
+        """Gradient of :meth:`inner_penalty` w.r.t. the state; ``None`` when there is none."""
+        return None
+
 
 def _split_shifts(flat: torch.Tensor, layer_shapes: list[tuple[int, int]]) -> list[torch.Tensor]:
     sizes = [fan_out for fan_out, _ in layer_shapes]
     return list(torch.split(flat, sizes, dim=-1))
+
+
+def _shift_vjp(to_shifts: nn.Linear, layer_shapes: list[tuple[int, int]],
+               code: torch.Tensor) -> tuple[Modulations, Pullback]:
+    """Shifts ``W' φ + b'`` of every layer and the pull-back to ``∂L/∂φ = (∂L/∂shifts) W'``."""
+    shifts = _split_shifts(to_shifts(code), layer_shapes)
+
+    def pullback(grads: Modulations) -> torch.Tensor:
+        return torch.cat(list(grads.shifts), dim=-1) @ to_shifts.weight
+
+    return Modulations(shifts=shifts, gates=[None] * len(shifts)), pullback
 
 
 class ShiftConditioning(Conditioning):
@@ -74,8 +108,10 @@ class ShiftConditioning(Conditioning):
         nn.init.zeros_(self.to_shifts.bias)  # φ = 0 leaves the base network unmodulated
 
     def modulations_from_code(self, code: torch.Tensor) -> Modulations:
-        shifts = _split_shifts(self.to_shifts(code), self.layer_shapes)
-        return Modulations(shifts=shifts, gates=[None] * len(shifts))
+        return _shift_vjp(self.to_shifts, self.layer_shapes, code)[0]
+
+    def modulations_vjp(self, state: torch.Tensor, stochastic: bool = False) -> tuple[Modulations, Pullback]:
+        return _shift_vjp(self.to_shifts, self.layer_shapes, state)
 
 
 class SparseShiftConditioning(Conditioning):
@@ -115,39 +151,67 @@ class SparseShiftConditioning(Conditioning):
     def initial_state(self) -> torch.Tensor:
         return torch.cat([torch.zeros(self.latent_dim), torch.full((self.latent_dim,), self.init_logit)])
 
-    def _gates(self, logits: torch.Tensor, stochastic: bool) -> torch.Tensor:
+    def _gates_and_slope(self, logits: torch.Tensor, stochastic: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """The gates and their derivative w.r.t. the logits (``budget`` kept unless stochastic)."""
         if stochastic:
             u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
             s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + logits) / self.BETA)
+            ds = s * (1 - s) / self.BETA
         else:
             s = torch.sigmoid(logits)
-        return (s * (self.ZETA - self.GAMMA) + self.GAMMA).clamp(0.0, 1.0)
-
-    def _keep_budget(self, gates: torch.Tensor) -> torch.Tensor:
-        """Zero all but the ``budget`` largest gates of every item."""
-        threshold = gates.topk(self.budget, dim=-1).values[..., -1:]
-        return torch.where(gates >= threshold, gates, torch.zeros_like(gates))
-
-    def modulations(self, state: torch.Tensor, stochastic: bool = False) -> Modulations:
-        values, logits = state.chunk(2, dim=-1)
-        gates = self._gates(logits, stochastic)
+            ds = s * (1 - s)
+        stretched = s * (self.ZETA - self.GAMMA) + self.GAMMA
+        gates = stretched.clamp(0.0, 1.0)
+        # clamp passes the gradient where min <= x <= max (inclusive), like autograd's.
+        open_ = (stretched >= 0.0) & (stretched <= 1.0)
         if not stochastic:
-            gates = self._keep_budget(gates)
-        return self.modulations_from_code(values * gates)
+            threshold = gates.topk(self.budget, dim=-1).values[..., -1:]
+            kept = gates >= threshold  # all but the ``budget`` largest gates of every item are zeroed
+            gates = torch.where(kept, gates, torch.zeros_like(gates))
+            open_ = open_ & kept
+        return gates, torch.where(open_, ds * (self.ZETA - self.GAMMA), torch.zeros_like(ds))
+
+    def modulations_vjp(self, state: torch.Tensor, stochastic: bool = False) -> tuple[Modulations, Pullback]:
+        values, logits = state.chunk(2, dim=-1)
+        gates, slope = self._gates_and_slope(logits, stochastic)
+        mods, code_pullback = _shift_vjp(self.to_shifts, self.layer_shapes, values * gates)
+
+        def pullback(grads: Modulations) -> torch.Tensor:
+            grad_code = code_pullback(grads)
+            return torch.cat([grad_code * gates, grad_code * values * slope], dim=-1)
+
+        return mods, pullback
 
     def code(self, state: torch.Tensor) -> torch.Tensor:
         values, logits = state.chunk(2, dim=-1)
-        return values * self._keep_budget(self._gates(logits, stochastic=False))
+        return values * self._gates_and_slope(logits, stochastic=False)[0]
 
     def modulations_from_code(self, code: torch.Tensor) -> Modulations:
-        shifts = _split_shifts(self.to_shifts(code), self.layer_shapes)
-        return Modulations(shifts=shifts, gates=[None] * len(shifts))
+        return _shift_vjp(self.to_shifts, self.layer_shapes, code)[0]
+
+    def _p_open(self, state: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(state[..., self.latent_dim :] - self.BETA * math.log(-self.GAMMA / self.ZETA))
 
     def inner_penalty(self, state: torch.Tensor) -> torch.Tensor:
         """``l0_weight`` × expected fraction of open gates (the L0 surrogate of MSCN)."""
-        logits = state[..., self.latent_dim :]
-        p_open = torch.sigmoid(logits - self.BETA * math.log(-self.GAMMA / self.ZETA))
-        return self.l0_weight * p_open.mean(dim=-1)
+        return self.l0_weight * self._p_open(state).mean(dim=-1)
+
+    def inner_penalty_grad(self, state: torch.Tensor) -> torch.Tensor:
+        p_open = self._p_open(state)
+        grad_logits = p_open * (1 - p_open) * (self.l0_weight / self.latent_dim)
+        return torch.cat([torch.zeros_like(grad_logits), grad_logits], dim=-1)
+
+
+LEAKY_SLOPE = 0.01  # F.leaky_relu's default
+
+
+def _leaky_relu_vjp(x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    slope = torch.where(x > 0, torch.ones_like(x), torch.full_like(x, LEAKY_SLOPE))
+    return F.leaky_relu(x, LEAKY_SLOPE), lambda grad: grad * slope
+
+
+def _linear_vjp(layer: nn.Linear, x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    return layer(x), lambda grad: grad @ layer.weight
 
 
 class ResidualBlock(nn.Module):
@@ -159,7 +223,30 @@ class ResidualBlock(nn.Module):
         self.fc2 = nn.Linear(width, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.fc2(F.leaky_relu(self.fc1(F.leaky_relu(x))))
+        return self.forward_vjp(x)[0]
+
+    def forward_vjp(self, x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+        """The block's output and its pull-back ``∂L/∂out ↦ ∂L/∂x``."""
+        a1, act1 = _leaky_relu_vjp(x)
+        y1, lin1 = _linear_vjp(self.fc1, a1)
+        a2, act2 = _leaky_relu_vjp(y1)
+        y2, lin2 = _linear_vjp(self.fc2, a2)
+        return x + y2, lambda grad: grad + act1(lin1(act2(lin2(grad))))
+
+
+def _layer_norm_vjp(norm: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, Callable[[torch.Tensor], torch.Tensor]]:
+    """LayerNorm over the last axis (or the identity) and its pull-back, written out."""
+    if not isinstance(norm, nn.LayerNorm):
+        return x, lambda grad: grad
+    centred = x - x.mean(dim=-1, keepdim=True)
+    rstd = torch.rsqrt(centred.square().mean(dim=-1, keepdim=True) + norm.eps)
+    normed = centred * rstd
+
+    def pullback(grad: torch.Tensor) -> torch.Tensor:
+        g = grad * norm.weight
+        return rstd * (g - g.mean(dim=-1, keepdim=True) - normed * (g * normed).mean(dim=-1, keepdim=True))
+
+    return normed * norm.weight + norm.bias, pullback
 
 
 class GatedConditioning(Conditioning):
@@ -174,8 +261,10 @@ class GatedConditioning(Conditioning):
         gate_first_layer: gate the coordinate layer too (off in all of the paper's tables).
         layer_norm: normalise φ first (the paper's main stabiliser, appendix E.1).
 
-    With default initialisation the factors are O(1), so ``U Vᵀ`` is centred on 0 and the
-    gates on ½, where σ is steepest and the inner loop can move them.  The SIREN's gated
+    φ0 starts at 0, where LayerNorm's Jacobian is 1/√eps: the first inner step leaves 0 with
+    a step of unit LayerNorm-scale whatever the raw gradient's size, and later steps are
+    scale-free in the same way.  The factors start O(1), so ``U Vᵀ`` is centred on 0 and
+    the gates on ½, where σ is steepest.  The SIREN's gated
     layers start twice as wide (:meth:`compensate_siren_init`) so that the gated weights
     ``G ⊙ W`` keep the SIREN initialisation's scale.
     """
@@ -203,10 +292,9 @@ class GatedConditioning(Conditioning):
             rank * (fan_out + fan_in) for (fan_out, fan_in), g in zip(layer_shapes, self.gated) if g
         ]
         self.to_factors = nn.Linear(hidden, sum(self.factor_sizes))
-
-    def initial_state(self) -> torch.Tensor:
-        """A random start: LayerNorm is degenerate at φ = 0 (zero variance, gradient 1/√eps)."""
-        return torch.randn(self.latent_dim)
+        # Factors of unit scale (3× PyTorch's default): small factors make U Vᵀ second-order
+        # small, and the inner loop could then barely move the gates.
+        nn.init.normal_(self.to_factors.weight, std=math.sqrt(3.0 / hidden))
 
     def compensate_siren_init(self, siren: nn.Module) -> None:
         """Scale the gated layers' initial weights by 1/E[G] so G ⊙ W keeps SIREN's init scale."""
@@ -216,10 +304,25 @@ class GatedConditioning(Conditioning):
                     layer.weight.div_(self.MEAN_GATE)
 
     def modulations_from_code(self, code: torch.Tensor) -> Modulations:
-        hidden = self.blocks(self.inp(self.norm(code)))
-        factors = torch.split(self.to_factors(F.leaky_relu(hidden)), self.factor_sizes, dim=-1)
+        return self.modulations_vjp(code)[0]
+
+    def modulations_vjp(self, state: torch.Tensor, stochastic: bool = False) -> tuple[Modulations, Pullback]:
+        pullbacks = []
+        x, pullback = _layer_norm_vjp(self.norm, state)
+        pullbacks.append(pullback)
+        x, pullback = _linear_vjp(self.inp, x)
+        pullbacks.append(pullback)
+        for block in self.blocks:
+            x, pullback = block.forward_vjp(x)
+            pullbacks.append(pullback)
+        x, pullback = _leaky_relu_vjp(x)
+        pullbacks.append(pullback)
+        x, pullback = _linear_vjp(self.to_factors, x)
+        pullbacks.append(pullback)
+
         gates: list[torch.Tensor | None] = []
-        chunks = iter(factors)
+        factors: list[tuple[torch.Tensor, torch.Tensor]] = []
+        chunks = iter(torch.split(x, self.factor_sizes, dim=-1))
         for (fan_out, fan_in), gated in zip(self.layer_shapes, self.gated):
             if not gated:
                 gates.append(None)
@@ -227,8 +330,21 @@ class GatedConditioning(Conditioning):
             uv = next(chunks)
             u = uv[:, : fan_out * self.rank].reshape(-1, fan_out, self.rank)
             v = uv[:, fan_out * self.rank :].reshape(-1, fan_in, self.rank)
+            factors.append((u, v))
             gates.append(torch.sigmoid(u @ v.transpose(1, 2)))
-        return Modulations(shifts=[None] * len(gates), gates=gates)
+
+        def pullback_all(grads: Modulations) -> torch.Tensor:
+            flat = []
+            for (u, v), gate, grad in zip(factors, (g for g in gates if g is not None),
+                                         (g for g, on in zip(grads.gates, self.gated) if on)):
+                grad_logit = grad * gate * (1 - gate)  # through σ, then U Vᵀ
+                flat += [(grad_logit @ v).flatten(1), (grad_logit.transpose(1, 2) @ u).flatten(1)]
+            grad = torch.cat(flat, dim=-1)
+            for pullback in reversed(pullbacks):
+                grad = pullback(grad)
+            return grad
+
+        return Modulations(shifts=[None] * len(gates), gates=gates), pullback_all
 
 
 def build_conditioning(scheme: str, latent_dim: int, layer_shapes: list[tuple[int, int]], **options) -> Conditioning:

@@ -17,6 +17,10 @@ from vcinr.inr.conditioning import Conditioning
 from vcinr.inr.siren import Siren
 
 LOSSES = ("mse", "bce")
+# Without a meta-gradient (encoding, validation) items are independent, so large batches are
+# processed in chunks whose activations stay near this many elements (16 MiB in fp32):
+# larger ones spill the caches and get fresh pages from the allocator (2x slower on CPU).
+CHUNK_ELEMENTS = 1 << 22
 
 
 class MetaINR(nn.Module):
@@ -56,8 +60,19 @@ class MetaINR(nn.Module):
 
     def decode(self, coords: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         """Features reconstructed from stored latents φ̂ (what the decoder runs), ``(B, N, C)``."""
+        chunks = self._chunks(coords, code.shape[0])
+        if chunks is not None:
+            return torch.cat([self.decode(c, code[i]) for i, c in chunks])
         out = self.siren(coords, self.conditioning.modulations_from_code(code))
         return torch.sigmoid(out) if self.loss == "bce" else out
+
+    def _chunks(self, coords: torch.Tensor, batch: int) -> list[tuple[slice, torch.Tensor]] | None:
+        """Chunks of items for work without autograd; ``None`` when one chunk will do."""
+        size = max(1, CHUNK_ELEMENTS // (coords.shape[-2] * self.siren.width))
+        if torch.is_grad_enabled() or batch <= size:
+            return None
+        slices = [slice(start, min(start + size, batch)) for start in range(0, batch, size)]
+        return [(i, coords[i] if coords.dim() == 3 else coords) for i in slices]
 
     def item_loss(self, pred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per-item reconstruction loss ``(B,)``: mean over points and channels."""
@@ -72,16 +87,28 @@ class MetaINR(nn.Module):
         """The Meta-SGD step sizes as used: clipped to ``lr_clip``."""
         return self.inner_lr.clamp(*self.lr_clip)
 
-    def _inner_grad(self, state: torch.Tensor, coords: torch.Tensor, targets: torch.Tensor,
-                    create_graph: bool) -> torch.Tensor:
-        pred = self.predict(coords, state, stochastic=self.training)
-        loss = self.item_loss(pred, targets) + self.conditioning.inner_penalty(state)
-        # Items are independent, so the gradient of the summed loss is every item's own gradient.
-        (grad,) = torch.autograd.grad(loss.sum(), state, create_graph=create_graph)
-        return grad
+    def _loss_grad(self, pred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``∂(Σ_items item_loss)/∂pred``, written out for both losses."""
+        scale = 1.0 / pred[0].numel()
+        if self.loss == "bce":
+            return (torch.sigmoid(pred) - targets) * scale
+        return (pred - targets) * (2.0 * scale)
 
-    def _second_order_step(self, state: torch.Tensor, coords: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return state - self.step_sizes() * self._inner_grad(state, coords, targets, create_graph=True)
+    def _inner_grad(self, state: torch.Tensor, coords: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Every item's gradient of its inner-loop loss w.r.t. its own state, ``(B, state_dim)``.
+
+        Computed by the explicit backward passes of the SIREN and the conditioning, so it is
+        plain forward code: differentiable by one ordinary backward pass (second order),
+        and free of any autograd graph under ``torch.no_grad()``.
+        """
+        mods, pullback = self.conditioning.modulations_vjp(state, stochastic=self.training)
+        pred, trace = self.siren.forward_trace(coords, mods)
+        grad = pullback(self.siren.modulation_grads(trace, self._loss_grad(pred, targets)))
+        penalty = self.conditioning.inner_penalty_grad(state)
+        return grad if penalty is None else grad + penalty
+
+    def _step(self, state: torch.Tensor, coords: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return state - self.step_sizes() * self._inner_grad(state, coords, targets)
 
     def adapt(
         self,
@@ -110,18 +137,31 @@ class MetaINR(nn.Module):
             them into the latents φ that are stored.
         """
         steps = self.inner_steps if steps is None else steps
+        chunks = self._chunks(coords, targets.shape[0])
+        if chunks is not None:
+            return torch.cat([self.adapt(c, targets[i], steps) for i, c in chunks])
         meta_grad = torch.is_grad_enabled()
         state = self.state0.expand(targets.shape[0], -1)
         if not meta_grad:
             state = state.detach()
         for _ in range(steps):
             if meta_grad and second_order and checkpointing:
-                state = checkpoint(self._second_order_step, state, coords, targets, use_reentrant=False)
+                state = checkpoint(self._step, state, coords, targets, use_reentrant=False)
             elif meta_grad and second_order:
-                state = self._second_order_step(state, coords, targets)
-            else:
-                with torch.enable_grad():
-                    leaf = state.detach().requires_grad_(True)
-                    grad = self._inner_grad(leaf, coords, targets, create_graph=False)
+                state = self._step(state, coords, targets)
+            else:  # first order, or no meta-gradient at all: the inner gradient is a constant
+                with torch.no_grad():
+                    grad = self._inner_grad(state.detach(), coords, targets)
                 state = state - self.step_sizes() * grad
         return state
+
+    def meta_loss(self, coords: torch.Tensor, targets: torch.Tensor, second_order: bool = True,
+                  checkpointing: bool = False) -> torch.Tensor:
+        """The outer loss of one meta-training step: the batch's mean loss after adaptation.
+
+        MSCN's gates are sampled (``stochastic``) as in training; call ``.backward()`` on the
+        result for the meta-gradient.  This is the function ``torch.compile`` compiles when
+        training with ``VCINR_COMPILE=1``.
+        """
+        state = self.adapt(coords, targets, second_order=second_order, checkpointing=checkpointing)
+        return self.item_loss(self.predict(coords, state, stochastic=True), targets).mean()

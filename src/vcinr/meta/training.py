@@ -3,8 +3,14 @@
 Every step samples a batch of items, adapts their latents with k Meta-SGD steps, and
 updates the shared parameters with Adam on the post-adaptation loss.  The run lives in one
 output directory: re-running with the same directory resumes from its last checkpoint
-(model, optimiser, step, sampler and RNG state), so an interrupted run loses at most
-``checkpoint_every`` steps.
+(model, optimiser, step and sampler state), so an interrupted run loses at most
+``checkpoint_every`` steps.  The only other randomness, MSCN's gate noise, is seeded from
+``(seed, step, rank)`` at every step, so it needs no state to resume.
+
+Under ``torchrun`` the same loop trains data-parallel (:mod:`vcinr.meta.distributed`):
+every rank draws the same global batch of ``train.batch_size`` items and adapts its own
+contiguous shard of it, gradients are averaged before the optimiser step, evaluation is
+split between the ranks, and only rank 0 writes metrics, checkpoints and the model.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
@@ -24,14 +31,18 @@ from tqdm import tqdm
 from vcinr.config import Config
 from vcinr.data import ItemSet, load_items
 from vcinr.errors import ConfigError, ModelError
+from vcinr.meta.distributed import DistContext, distributed_context, world_size
 from vcinr.meta.metasgd import MetaINR
 from vcinr.meta.model import (
+    WEIGHTS_FILE,
     ItemSpec,
     atomic_save_tensors,
     atomic_write_bytes,
     build_model,
+    fingerprint_file,
     save_model,
 )
+from vcinr.meta.performance import keep_freed_memory, meta_loss_function
 from vcinr.modalities import get_modality
 
 CHECKPOINT_WEIGHTS, CHECKPOINT_STATE, METRICS_FILE = "checkpoint.safetensors", "checkpoint.json", "metrics.jsonl"
@@ -51,35 +62,36 @@ def flat_items(items: ItemSet) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def evaluate(model: MetaINR, items: ItemSet, max_items: int, batch_size: int, steps: int | None = None,
-             device: str = "cpu") -> dict[str, float]:
+             device: str = "cpu", ctx: DistContext | None = None) -> dict[str, float]:
     """Mean per-item quality after ``steps`` inner steps on up to ``max_items`` items.
 
     Returns ``loss`` and ``psnr`` (dB, on clamped [0, 1] predictions) for real-valued data, or
-    ``loss`` and ``accuracy`` (fraction of voxels right) for occupancies.
+    ``loss`` and ``accuracy`` (fraction of voxels right) for occupancies.  Under
+    ``torchrun`` (``ctx``) the ranks take turns over the batches and add up their totals.
     """
+    ctx = ctx or DistContext(device=device)
     coords, features = flat_items(items)
     coords = coords.to(device)
     was_training = model.training
     model.eval()
-    totals: dict[str, float] = {}
-    count = 0
+    key = "accuracy" if model.loss == "bce" else "psnr"
+    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss, quality, count
+    starts = range(0, min(max_items, features.shape[0]), batch_size)
     with torch.no_grad():
-        for start in range(0, min(max_items, features.shape[0]), batch_size):
+        for start in starts[ctx.rank :: ctx.world]:
             target = features[start : min(start + batch_size, max_items)].to(device)
             state = model.adapt(coords, target, steps=steps)
             pred = model.predict(coords, state)
             losses = model.item_loss(pred, target)
             if model.loss == "bce":
                 quality = ((pred > 0).float() == target).float().flatten(1).mean(1)
-                key = "accuracy"
             else:
                 quality = psnr_from_mse((pred.clamp(0, 1) - target).square().flatten(1).mean(1))
-                key = "psnr"
-            totals["loss"] = totals.get("loss", 0.0) + losses.sum().item()
-            totals[key] = totals.get(key, 0.0) + quality.sum().item()
-            count += target.shape[0]
+            totals += torch.stack([losses.sum().double(), quality.sum().double(),
+                                   torch.tensor(float(target.shape[0]), dtype=torch.float64, device=device)])
+    totals = ctx.sum(totals).tolist()
     model.train(was_training)
-    return {k: v / count for k, v in totals.items()}
+    return {"loss": totals[0] / totals[2], key: totals[1] / totals[2]}
 
 
 def item_spec(config: Config, items: ItemSet) -> ItemSpec:
@@ -120,7 +132,6 @@ class _Checkpoint:
         for pid, pstate in opt["state"].items():
             for key, value in pstate.items():
                 tensors[f"opt.{pid}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
-        tensors["rng.torch"] = torch.get_rng_state()
         tensors["rng.sampler"] = sampler.get_state()
         atomic_save_tensors(tensors, self.weights)
         scalars = dict(scalars, param_groups=[{k: v for k, v in g.items() if k != "params"} for g in opt["param_groups"]])
@@ -140,15 +151,14 @@ class _Checkpoint:
             for group, saved in zip(opt["param_groups"], scalars["param_groups"]):
                 group.update({k: v for k, v in saved.items() if k in group})
             optimizer.load_state_dict({"state": state, "param_groups": opt["param_groups"]})
-            torch.set_rng_state(tensors["rng.torch"])
             sampler.set_state(tensors["rng.sampler"])
         except (SafetensorError, json.JSONDecodeError, KeyError, RuntimeError, ValueError) as exc:
             raise ModelError(f"cannot resume from {self.weights.parent}: damaged checkpoint ({str(exc).splitlines()[0]})") from None
         return scalars
 
 
-def _check_same_run(out: Path, config: Config) -> None:
-    """Refuse to resume a directory that holds a run with another config."""
+def _check_same_run(out: Path, config: Config, write: bool) -> None:
+    """Refuse to resume a directory that holds a run with another config (``write``: record it)."""
     saved = out / "train_config.json"
     current = json.dumps(config.to_dict(), sort_keys=True, default=list)
     if saved.is_file():
@@ -160,7 +170,7 @@ def _check_same_run(out: Path, config: Config) -> None:
             b["train"].pop(key, None)
         if a != b:
             raise ConfigError(f"{out} holds a run with a different config; use another --out or delete it")
-    else:
+    elif write:
         atomic_write_bytes(saved, current.encode())
 
 
@@ -172,16 +182,31 @@ def _truncate_metrics(path: Path, step: int) -> None:
     atomic_write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode())
 
 
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    """The torch RNG seed of outer step ``step`` on ``rank`` (MSCN's gate noise)."""
+    return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0])
+
+
 def train(config: Config, out: str | Path, progress: bool = True) -> TrainResult:
     """Meta-train (or resume) a model into ``out``; see the module docstring."""
     if config.data is None:
         raise ConfigError("the config has no data section; pass --data PATH or add one")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    t = config.train
-    device = t.device
+    device = config.train.device
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("train.device is cuda but no CUDA device is available")
+    world = world_size()
+    if config.train.batch_size % world:
+        raise ConfigError(f"train.batch_size {config.train.batch_size} must be a multiple of the number of "
+                          f"processes ({world})")
+    with distributed_context(device) as ctx:
+        return _train(config, Path(out), progress, ctx)
+
+
+def _train(config: Config, out: Path, progress: bool, ctx: DistContext) -> TrainResult:
+    t, device = config.train, ctx.device
+    if ctx.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+    keep_freed_memory()
     torch.manual_seed(t.seed)
 
     train_items, test_items = load_items(config.data, "train"), load_items(config.data, "test")
@@ -191,39 +216,49 @@ def train(config: Config, out: str | Path, progress: bool = True) -> TrainResult
     sampler = torch.Generator().manual_seed(t.seed)
     checkpoint = _Checkpoint(out)
     metrics_path = out / METRICS_FILE
-    _check_same_run(out, config)
+    ctx.barrier()  # rank 0 has created ``out``
+    _check_same_run(out, config, write=ctx.is_main)
+    log = (lambda record: _log(metrics_path, record)) if ctx.is_main else (lambda record: None)
 
-    evaluate_now = lambda: evaluate(model, test_items, t.eval_items, t.batch_size, device=device)  # noqa: E731
+    evaluate_now = lambda: evaluate(model, test_items, t.eval_items, t.batch_size, device=device, ctx=ctx)  # noqa: E731
     if checkpoint.exists():
         scalars = checkpoint.load(model, optimizer, sampler)
         step, elapsed, initial = scalars["step"], scalars["elapsed"], scalars["initial"]
-        _truncate_metrics(metrics_path, step)
+        if ctx.is_main:
+            _truncate_metrics(metrics_path, step)
     else:
+        ctx.broadcast_parameters(model)
         step, elapsed = 0, 0.0
         initial = evaluate_now()
-        _log(metrics_path, {"step": 0, **{f"val_{k}": v for k, v in initial.items()}})
+        log({"step": 0, **{f"val_{k}": v for k, v in initial.items()}})
+    ctx.barrier()  # every rank has read the checkpoint before rank 0 writes the next one
 
+    params = list(model.parameters())
+    meta_loss = meta_loss_function(model)
     coords, features = flat_items(train_items)
     coords = coords.to(device)
+    shard = ctx.shard(t.batch_size)
     bad_steps = 0
     started = time.perf_counter() - elapsed
-    bar = tqdm(total=t.steps, initial=step, disable=not progress, desc="meta-train", unit="step")
+    bar = tqdm(total=t.steps, initial=step, disable=not (progress and ctx.is_main), desc="meta-train", unit="step")
     model.train()
-    while step < t.steps and (t.time_budget is None or time.perf_counter() - started < t.time_budget):
-        idx = torch.randint(0, features.shape[0], (t.batch_size,), generator=sampler)
-        target = features[idx].to(device)
-        state = model.adapt(coords, target, second_order=config.meta.second_order,
-                            checkpointing=config.meta.checkpointing)
-        loss = model.item_loss(model.predict(coords, state, stochastic=True), target).mean()
+    while step < t.steps and not (t.time_budget is not None and ctx.any(time.perf_counter() - started >= t.time_budget)):
+        idx = torch.randint(0, features.shape[0], (t.batch_size,), generator=sampler)  # the same on every rank
+        target = features[idx[shard]].to(device)
+        torch.manual_seed(_step_seed(t.seed, step, ctx.rank))
+        local_loss = meta_loss(coords, target, second_order=config.meta.second_order,
+                               checkpointing=config.meta.checkpointing)
+        loss = ctx.mean(local_loss)  # the global batch's loss, the same on every rank
         optimizer.zero_grad(set_to_none=True)
         finite = bool(torch.isfinite(loss))
         if finite:
-            loss.backward()
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip if t.grad_clip else math.inf)
+            local_loss.backward()
+            ctx.average_gradients(params)
+            norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip if t.grad_clip else math.inf)
             finite = bool(torch.isfinite(norm))
         if not finite:
             bad_steps += 1
-            _log(metrics_path, {"step": step, "event": "non-finite loss or gradient; step skipped"})
+            log({"step": step, "event": "non-finite loss or gradient; step skipped"})
             if bad_steps >= MAX_BAD_STEPS:
                 raise ModelError(f"training diverged: {bad_steps} non-finite steps in a row at step {step}; "
                                  "lower train.outer_lr or meta.lr_clip (last good checkpoint kept)")
@@ -238,14 +273,18 @@ def train(config: Config, out: str | Path, progress: bool = True) -> TrainResult
         if step % t.eval_every == 0 or step == t.steps:
             record.update({f"val_{k}": v for k, v in evaluate_now().items()})
             bar.set_postfix({k: round(v, 3) for k, v in record.items() if k.startswith("val_")})
-        _log(metrics_path, record)
-        if step % t.checkpoint_every == 0 or step == t.steps:
+        log(record)
+        if ctx.is_main and (step % t.checkpoint_every == 0 or step == t.steps):
             checkpoint.save(model, optimizer, sampler, {"step": step, "elapsed": time.perf_counter() - started, "initial": initial})
     bar.close()
     elapsed = time.perf_counter() - started
-    checkpoint.save(model, optimizer, sampler, {"step": step, "elapsed": elapsed, "initial": initial})
+    if ctx.is_main:
+        checkpoint.save(model, optimizer, sampler, {"step": step, "elapsed": elapsed, "initial": initial})
     final = evaluate_now()
-    fingerprint = save_model(model, config, spec, out)
+    fingerprint = save_model(model, config, spec, out) if ctx.is_main else ""
+    ctx.barrier()  # the model is complete before any rank returns
+    if not ctx.is_main:
+        fingerprint = fingerprint_file(out / WEIGHTS_FILE)
     return TrainResult(step, initial, final, elapsed, fingerprint)
 
 

@@ -1,0 +1,1 @@
+"""Speed and memory benchmarks of vcinr: ``python -m benchmarks.run`` (see docs/performance.md)."""
