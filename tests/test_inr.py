@@ -104,6 +104,15 @@ def test_mscn_keeps_exactly_budget_entries_at_evaluation(siren):
     assert (cond.inner_penalty(state) > 0).all()
 
 
+def test_mscn_keeps_exactly_budget_entries_when_gates_saturate(siren):
+    # Large logits clamp most gates to exactly 1: ties must not let more than ``budget`` through.
+    cond = SparseShiftConditioning(16, budget=5, layer_shapes=siren.layer_shapes)
+    state = torch.cat([torch.randn(3, 16) + 5.0, torch.full((3, 16), 8.0)], dim=1)
+    assert ((cond.code(state) != 0).sum(dim=1) == 5).all()
+    mods = cond.modulations(state)
+    assert torch.allclose(torch.cat(list(mods.shifts), -1), cond.to_shifts(cond.code(state)), atol=1e-6)
+
+
 def test_mscn_penalty_falls_as_gates_close(siren):
     cond = SparseShiftConditioning(16, budget=5, layer_shapes=siren.layer_shapes)
     open_state = torch.cat([torch.zeros(1, 16), torch.full((1, 16), 3.0)], dim=1)

@@ -59,8 +59,8 @@ def ref_mscn_gates(cond: SparseShiftConditioning, logits, stochastic):
         s = torch.sigmoid(logits)
     gates = (s * (cond.ZETA - cond.GAMMA) + cond.GAMMA).clamp(0.0, 1.0)
     if not stochastic:
-        threshold = gates.topk(cond.budget, dim=-1).values[..., -1:]
-        gates = torch.where(gates >= threshold, gates, torch.zeros_like(gates))
+        kept = torch.zeros_like(gates, dtype=torch.bool).scatter_(-1, gates.topk(cond.budget, dim=-1).indices, True)
+        gates = torch.where(kept, gates, torch.zeros_like(gates))
     return gates
 
 

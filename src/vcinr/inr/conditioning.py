@@ -165,8 +165,9 @@ class SparseShiftConditioning(Conditioning):
         # clamp passes the gradient where min <= x <= max (inclusive), like autograd's.
         open_ = (stretched >= 0.0) & (stretched <= 1.0)
         if not stochastic:
-            threshold = gates.topk(self.budget, dim=-1).values[..., -1:]
-            kept = gates >= threshold  # all but the ``budget`` largest gates of every item are zeroed
+            # Keep exactly the ``budget`` largest gates of every item, by index: a threshold
+            # (``gates >= k-th largest``) would keep every tie, and gates clamped to 1 tie often.
+            kept = torch.zeros_like(gates, dtype=torch.bool).scatter_(-1, gates.topk(self.budget, dim=-1).indices, True)
             gates = torch.where(kept, gates, torch.zeros_like(gates))
             open_ = open_ & kept
         return gates, torch.where(open_, ds * (self.ZETA - self.GAMMA), torch.zeros_like(ds))
