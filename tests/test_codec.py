@@ -229,13 +229,13 @@ def test_fit_codec_skips_finished_levels_and_resumes_interrupted_ones(tiny_cifar
     with pytest.raises(KeyboardInterrupt):
         fit.fit_codecs(model_dir, settings=settings, progress=False)
     monkeypatch.setattr(fit._Checkpoint, "save", save)
-    assert (model_dir / "codecs" / ".ckpt-learned-lambda0.01.json").is_file()
+    assert (model_dir / "codecs" / ".ckpt-learned-lambda0.01.safetensors").is_file()
     assert not (model_dir / "codecs" / "learned-lambda0.01.json").exists()
 
     result = fit.fit_codecs(model_dir, settings=settings, progress=False)
     status = {lv.stem: lv.status for lv in result.levels}
     assert status == {"uniform-4bit": "skipped", "learned-lambda0.01": "resumed"}
-    assert not (model_dir / "codecs" / ".ckpt-learned-lambda0.01.json").exists()
+    assert not (model_dir / "codecs" / ".ckpt-learned-lambda0.01.safetensors").exists()
     # resuming reproduces the uninterrupted run exactly
     resumed = (model_dir / "codecs" / "learned-lambda0.01.safetensors").read_bytes()
     assert resumed == (reference_dir / "codecs" / "learned-lambda0.01.safetensors").read_bytes()

@@ -56,7 +56,8 @@ def test_two_processes_match_one_and_resume(tmp_path):
     assert main(["train", "--config", str(config), "--out", str(single), "--quiet"]) == 0
     torchrun(config, double, "--steps", "3")
     assert [r["step"] for r in records(double)] == [0, 1, 2, 3]
-    torchrun(config, double)  # resumes at step 3
+    resumed = torchrun(config, double)  # resumes at step 3
+    assert resumed.stdout.count("trained 6 steps") == 1, resumed.stdout  # rank 0 alone reports
 
     one, two = records(single), records(double)
     assert [r["step"] for r in two] == [r["step"] for r in one] == list(range(7))  # written once

@@ -7,6 +7,7 @@ Every subcommand has ``--help``; bad input ends in one line on stderr and exit c
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -40,6 +41,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         overrides[key] = yaml.safe_load(value)
     config = load_config(args.config, overrides)
     result = train(config, args.out, progress=not args.quiet)
+    if os.environ.get("RANK", "0") != "0":
+        return  # under torchrun every rank trains; rank 0 reports
     metric = "psnr" if "psnr" in result.final else "accuracy"
     unit = " dB" if metric == "psnr" else ""
     print(f"trained {result.steps} steps in {result.seconds:.0f} s -> {args.out}")
@@ -133,12 +136,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VcinrError as exc:
         print(f"vcinr {args.command}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print(f"vcinr {args.command}: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"vcinr {args.command}: interrupted" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
     except OSError as exc:  # disk full, permission denied, ...: the user's environment, not a bug
         print(f"vcinr {args.command}: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
         return 1
+    except (MemoryError, RuntimeError) as exc:  # torch reports a failed CPU allocation as RuntimeError
+        if not (isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or "out of memory" in str(exc)):
+            raise
+        print(f"vcinr {args.command}: error: out of memory (a config or input too large for this machine)",
+              file=sys.stderr)
+        return EXIT_USAGE
     return 0
 
 

@@ -24,6 +24,9 @@ import yaml
 from vcinr.data import DataConfig
 from vcinr.errors import ConfigError
 
+# Largest magnitude of a config number: keeps integers within int64 and floats within float32.
+MAX_NUMBER = 1e18
+
 
 @dataclass
 class VcinrOptions:
@@ -107,6 +110,8 @@ class Config:
             raise ConfigError("model.vcinr.blocks and meta.inner_steps must be >= 0")
         if meta.lr_init[0] > meta.lr_init[1] or meta.lr_clip[0] > meta.lr_clip[1]:
             raise ConfigError("meta.lr_init and meta.lr_clip must be [low, high] with low <= high")
+        if t.grad_clip is not None and t.grad_clip <= 0:
+            raise ConfigError(f"train.grad_clip must be positive (or null for no clipping), got {t.grad_clip}")
         if t.time_budget is not None and t.time_budget <= 0:
             raise ConfigError(f"train.time_budget must be positive seconds, got {t.time_budget}")
         if t.device != "cpu" and not t.device.startswith("cuda"):
@@ -146,6 +151,8 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
             number = float(value)
         except ValueError:
             raise ConfigError(f"{key} must be a number, got {value!r}") from None
+        if not abs(number) <= MAX_NUMBER:  # also NaN
+            raise ConfigError(f"{key} must be a finite number of magnitude at most {MAX_NUMBER:g}, got {value!r}")
         if hint is int:
             if number != int(number):
                 raise ConfigError(f"{key} must be an integer, got {value!r}")

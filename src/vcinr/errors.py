@@ -23,3 +23,7 @@ class ModelError(VcinrError):
 
 class BitstreamError(VcinrError):
     """A ``.vci`` bitstream that is corrupt, truncated or made for another model."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C honoured after saving what is needed to resume; the CLI prints it and exits 130."""

@@ -18,7 +18,7 @@
    separate Adam, as in CompressAI, and refined by bisection before the CDFs are frozen.
 
 Re-running skips levels whose settings are unchanged, refits changed ones, and resumes an
-interrupted level from its checkpoint (``codecs/.ckpt-<level>.*``).
+interrupted level from its checkpoint (``codecs/.ckpt-<level>.safetensors``, one atomic file).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from vcinr.codec.levels import (
 )
 from vcinr.errors import ConfigError, InputError
 from vcinr.meta.metasgd import MetaINR
-from vcinr.meta.model import LoadedModel, atomic_save_tensors, atomic_write_bytes, load_model
+from vcinr.meta.model import LoadedModel, atomic_save_tensors, atomic_write_bytes, load_model, load_state, save_state
 
 DEFAULT_LAMBDAS = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
 DEFAULT_BITS = (3, 4, 5, 6, 7, 8)
@@ -209,10 +209,10 @@ def _cached_latents(loaded: LoadedModel, data_key: dict, coords, features, setti
 
 
 class _Checkpoint:
-    """Coder, both optimisers and RNG states as safetensors + the settings as JSON."""
+    """Coder, both optimisers and RNG states as tensors, step and settings as JSON metadata, in one file."""
 
     def __init__(self, folder: Path, stem: str):
-        self.weights, self.state = folder / f".ckpt-{stem}.safetensors", folder / f".ckpt-{stem}.json"
+        self.path = folder / f".ckpt-{stem}.safetensors"
 
     def save(self, coder, opts: dict[str, torch.optim.Optimizer], sampler: torch.Generator, step: int,
              settings: dict) -> None:
@@ -222,18 +222,16 @@ class _Checkpoint:
                 for key, value in pstate.items():
                     tensors[f"{name}.{pid}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
         tensors["rng.torch"], tensors["rng.sampler"] = torch.get_rng_state(), sampler.get_state()
-        atomic_save_tensors(tensors, self.weights)
-        atomic_write_bytes(self.state, json.dumps({"step": step, "settings": settings}).encode())
+        save_state(self.path, tensors, {"step": step, "settings": settings})
 
     def load(self, coder, opts: dict[str, torch.optim.Optimizer], sampler: torch.Generator, settings: dict) -> int:
         """The step to resume from (0 when there is no usable checkpoint for these settings)."""
-        if not (self.weights.is_file() and self.state.is_file()):
+        if not self.path.is_file():
             return 0
         try:
-            scalars = json.loads(self.state.read_text())
+            tensors, scalars = load_state(self.path)
             if scalars.get("settings") != settings:
                 return 0
-            tensors = load_file(self.weights)
             state = {k[6:]: v for k, v in tensors.items() if k.startswith("coder.")}
             coder.resize_entropy_buffers(state)
             coder.load_state_dict(state)
@@ -251,8 +249,7 @@ class _Checkpoint:
             return 0  # a damaged checkpoint only costs the steps since the start of the level
 
     def remove(self) -> None:
-        self.weights.unlink(missing_ok=True)
-        self.state.unlink(missing_ok=True)
+        self.path.unlink(missing_ok=True)
 
 
 def train_transform_coder(model: MetaINR, coords: torch.Tensor, latents: torch.Tensor, features: torch.Tensor,

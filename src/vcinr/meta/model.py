@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from vcinr import __version__
@@ -33,6 +33,7 @@ from vcinr.meta.metasgd import MetaINR
 
 MODEL_FORMAT = 1
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
+STATE_KEY = "vcinr.state"  # safetensors metadata key of a checkpoint's scalars (JSON)
 
 
 @dataclass
@@ -70,6 +71,20 @@ def build_model(config: Config, spec: ItemSpec) -> MetaINR:
     return MetaINR(siren, conditioning, config.meta.inner_steps, config.meta.lr_init, config.meta.lr_clip, spec.loss)
 
 
+def _sync_directory(directory: Path) -> None:
+    """fsync a directory, so a rename in it survives a power cut (a no-op where unsupported)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write through a temporary file, fsync and rename, so a crash never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,21 +98,43 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _sync_directory(path.parent)
 
 
-def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path) -> None:
+def atomic_save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
     """safetensors ``save_file`` with the same crash safety as :func:`atomic_write_bytes`."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp)
+        save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _sync_directory(path.parent)
+
+
+def save_state(path: Path, tensors: dict[str, torch.Tensor], scalars: dict[str, Any]) -> None:
+    """A checkpoint as *one* atomic safetensors file: tensors plus ``scalars`` as JSON metadata.
+
+    One file, so a crash or SIGKILL leaves either the previous checkpoint or the new one,
+    never tensors of one step beside the step counter of another.
+    """
+    atomic_save_tensors(tensors, path, {STATE_KEY: json.dumps(scalars, allow_nan=False)})
+
+
+def load_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Inverse of :func:`save_state`; raises ``SafetensorError``/``KeyError``/``ValueError`` on damage."""
+    with safe_open(path, framework="pt") as f:
+        metadata = f.metadata() or {}
+        tensors = {key: f.get_tensor(key) for key in f.keys()}
+    scalars = json.loads(metadata[STATE_KEY])
+    if not isinstance(scalars, dict):
+        raise ValueError("checkpoint state is not a JSON object")
+    return tensors, scalars
 
 
 def fingerprint_file(path: Path) -> str:

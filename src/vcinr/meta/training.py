@@ -3,9 +3,16 @@
 Every step samples a batch of items, adapts their latents with k Meta-SGD steps, and
 updates the shared parameters with Adam on the post-adaptation loss.  The run lives in one
 output directory: re-running with the same directory resumes from its last checkpoint
-(model, optimiser, step and sampler state), so an interrupted run loses at most
-``checkpoint_every`` steps.  The only other randomness, MSCN's gate noise, is seeded from
-``(seed, step, rank)`` at every step, so it needs no state to resume.
+(model, optimiser, step and sampler state, in one atomic file), so a killed run loses at
+most ``checkpoint_every`` steps, and Ctrl-C (SIGINT) loses none: the loop finishes its
+step, writes a checkpoint and stops with :class:`vcinr.errors.Interrupted`.  The only other
+randomness, MSCN's gate noise, is seeded from ``(seed, step, rank)`` at every step, so it
+needs no state to resume.
+
+A step whose loss or gradient is not finite (second-order meta-learning can diverge, paper
+appendix E.1) is skipped, not applied, and logged to ``metrics.jsonl``; ``MAX_BAD_STEPS`` of
+them in a row stop the run as diverged, keeping the last good checkpoint.  Non-finite
+weights are never written.
 
 Under ``torchrun`` the same loop trains data-parallel (:mod:`vcinr.meta.distributed`):
 every rank draws the same global batch of ``train.batch_size`` items and adapts its own
@@ -17,7 +24,11 @@ from __future__ import annotations
 
 import json
 import math
+import signal
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,22 +41,23 @@ from tqdm import tqdm
 
 from vcinr.config import Config
 from vcinr.data import ItemSet, load_items
-from vcinr.errors import ConfigError, ModelError
+from vcinr.errors import ConfigError, Interrupted, ModelError
 from vcinr.meta.distributed import DistContext, distributed_context, world_size
 from vcinr.meta.metasgd import MetaINR
 from vcinr.meta.model import (
     WEIGHTS_FILE,
     ItemSpec,
-    atomic_save_tensors,
     atomic_write_bytes,
     build_model,
     fingerprint_file,
+    load_state,
     save_model,
+    save_state,
 )
 from vcinr.meta.performance import keep_freed_memory, meta_loss_function
 from vcinr.modalities import get_modality
 
-CHECKPOINT_WEIGHTS, CHECKPOINT_STATE, METRICS_FILE = "checkpoint.safetensors", "checkpoint.json", "metrics.jsonl"
+CHECKPOINT_FILE, METRICS_FILE = "checkpoint.safetensors", "metrics.jsonl"
 MAX_BAD_STEPS = 10  # consecutive non-finite steps before a run is declared diverged
 
 
@@ -117,30 +129,36 @@ class TrainResult:
 
 
 class _Checkpoint:
-    """Training state as safetensors (tensors) + JSON (scalars); nothing is pickled."""
+    """Model, optimiser and sampler RNG as tensors, step and scalars as JSON metadata, in one file.
+
+    One safetensors file written atomically (:func:`vcinr.meta.model.save_state`): a SIGKILL
+    at any moment leaves the previous checkpoint or the new one, never a mixed pair.
+    Nothing is pickled.
+    """
 
     def __init__(self, directory: Path):
-        self.weights, self.state = directory / CHECKPOINT_WEIGHTS, directory / CHECKPOINT_STATE
+        self.path = directory / CHECKPOINT_FILE
 
     def exists(self) -> bool:
-        return self.weights.is_file() and self.state.is_file()
+        return self.path.is_file()
 
     def save(self, model: MetaINR, optimizer: torch.optim.Optimizer, sampler: torch.Generator,
              scalars: dict[str, Any]) -> None:
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            raise ModelError(f"training produced non-finite weights by step {scalars['step']}; not saved "
+                             "(the last good checkpoint is kept)")
         tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
         opt = optimizer.state_dict()
         for pid, pstate in opt["state"].items():
             for key, value in pstate.items():
                 tensors[f"opt.{pid}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
         tensors["rng.sampler"] = sampler.get_state()
-        atomic_save_tensors(tensors, self.weights)
         scalars = dict(scalars, param_groups=[{k: v for k, v in g.items() if k != "params"} for g in opt["param_groups"]])
-        atomic_write_bytes(self.state, json.dumps(scalars).encode())
+        save_state(self.path, tensors, scalars)
 
     def load(self, model: MetaINR, optimizer: torch.optim.Optimizer, sampler: torch.Generator) -> dict[str, Any]:
         try:
-            tensors = load_file(self.weights)
-            scalars = json.loads(self.state.read_text())
+            tensors, scalars = load_state(self.path)
             model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
             opt = optimizer.state_dict()
             state: dict[int, dict[str, torch.Tensor]] = {}
@@ -152,16 +170,47 @@ class _Checkpoint:
                 group.update({k: v for k, v in saved.items() if k in group})
             optimizer.load_state_dict({"state": state, "param_groups": opt["param_groups"]})
             sampler.set_state(tensors["rng.sampler"])
-        except (SafetensorError, json.JSONDecodeError, KeyError, RuntimeError, ValueError) as exc:
-            raise ModelError(f"cannot resume from {self.weights.parent}: damaged checkpoint ({str(exc).splitlines()[0]})") from None
+            scalars.update(step=int(scalars["step"]), elapsed=float(scalars["elapsed"]), initial=dict(scalars["initial"]))
+        except (SafetensorError, KeyError, TypeError, RuntimeError, ValueError, OSError) as exc:
+            raise ModelError(f"cannot resume from {self.path}: damaged or from another vcinr version "
+                             f"({str(exc).splitlines()[0] if str(exc) else type(exc).__name__}); "
+                             "delete it to start over") from None
         return scalars
 
 
-def _check_same_run(out: Path, config: Config, write: bool) -> None:
-    """Refuse to resume a directory that holds a run with another config (``write``: record it)."""
+@contextmanager
+def _sigint_requests_stop() -> Iterator[threading.Event]:
+    """While active, the first Ctrl-C (SIGINT) only sets the returned event; a second one aborts.
+
+    The training loop polls the event between steps, so it can write a checkpoint before it
+    stops. Outside the main thread (where Python cannot install handlers) this is a no-op.
+    """
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def request(signum: int, frame: Any) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, previous)  # a second Ctrl-C interrupts at once
+
+    signal.signal(signal.SIGINT, request)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _check_same_run(out: Path, config: Config, write: bool, resuming: bool) -> None:
+    """Refuse to resume a checkpoint of a run with another config (``write``: record this one).
+
+    Without a checkpoint there is nothing to resume (a run that failed before its first
+    checkpoint, e.g. on a too-large config), so the directory is simply started afresh.
+    """
     saved = out / "train_config.json"
     current = json.dumps(config.to_dict(), sort_keys=True, default=list)
-    if saved.is_file():
+    if resuming and saved.is_file():
         previous = json.dumps(json.loads(saved.read_text()), sort_keys=True, default=list)
         ignore = ("steps", "time_budget", "device")
         a, b = json.loads(previous), json.loads(current)
@@ -178,7 +227,14 @@ def _truncate_metrics(path: Path, step: int) -> None:
     """Drop metric lines logged after the checkpoint we resume from."""
     if not path.is_file():
         return
-    kept = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= step]
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            kept.append(line)
     atomic_write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode())
 
 
@@ -217,7 +273,7 @@ def _train(config: Config, out: Path, progress: bool, ctx: DistContext) -> Train
     checkpoint = _Checkpoint(out)
     metrics_path = out / METRICS_FILE
     ctx.barrier()  # rank 0 has created ``out``
-    _check_same_run(out, config, write=ctx.is_main)
+    _check_same_run(out, config, write=ctx.is_main, resuming=checkpoint.exists())
     log = (lambda record: _log(metrics_path, record)) if ctx.is_main else (lambda record: None)
 
     evaluate_now = lambda: evaluate(model, test_items, t.eval_items, t.batch_size, device=device, ctx=ctx)  # noqa: E731
@@ -229,6 +285,8 @@ def _train(config: Config, out: Path, progress: bool, ctx: DistContext) -> Train
     else:
         ctx.broadcast_parameters(model)
         step, elapsed = 0, 0.0
+        if ctx.is_main:
+            metrics_path.unlink(missing_ok=True)  # left by a run that failed before its first checkpoint
         initial = evaluate_now()
         log({"step": 0, **{f"val_{k}": v for k, v in initial.items()}})
     ctx.barrier()  # every rank has read the checkpoint before rank 0 writes the next one
@@ -238,48 +296,57 @@ def _train(config: Config, out: Path, progress: bool, ctx: DistContext) -> Train
     coords, features = flat_items(train_items)
     coords = coords.to(device)
     shard = ctx.shard(t.batch_size)
-    bad_steps = 0
+    bad_steps, interrupted = 0, False
     started = time.perf_counter() - elapsed
     bar = tqdm(total=t.steps, initial=step, disable=not (progress and ctx.is_main), desc="meta-train", unit="step")
     model.train()
-    while step < t.steps and not (t.time_budget is not None and ctx.any(time.perf_counter() - started >= t.time_budget)):
-        idx = torch.randint(0, features.shape[0], (t.batch_size,), generator=sampler)  # the same on every rank
-        target = features[idx[shard]].to(device)
-        torch.manual_seed(_step_seed(t.seed, step, ctx.rank))
-        local_loss = meta_loss(coords, target, second_order=config.meta.second_order,
-                               checkpointing=config.meta.checkpointing)
-        loss = ctx.mean(local_loss)  # the global batch's loss, the same on every rank
-        optimizer.zero_grad(set_to_none=True)
-        finite = bool(torch.isfinite(loss))
-        if finite:
-            local_loss.backward()
-            ctx.average_gradients(params)
-            norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip if t.grad_clip else math.inf)
-            finite = bool(torch.isfinite(norm))
-        if not finite:
-            bad_steps += 1
-            log({"step": step, "event": "non-finite loss or gradient; step skipped"})
-            if bad_steps >= MAX_BAD_STEPS:
-                raise ModelError(f"training diverged: {bad_steps} non-finite steps in a row at step {step}; "
-                                 "lower train.outer_lr or meta.lr_clip (last good checkpoint kept)")
-            continue
-        bad_steps = 0
-        optimizer.step()
-        step += 1
-        bar.update(1)
-        record: dict[str, Any] = {"step": step, "loss": loss.item(), "time": time.perf_counter() - started}
-        if spec.loss == "mse":
-            record["psnr"] = psnr_from_mse(loss.detach()).item()
-        if step % t.eval_every == 0 or step == t.steps:
-            record.update({f"val_{k}": v for k, v in evaluate_now().items()})
-            bar.set_postfix({k: round(v, 3) for k, v in record.items() if k.startswith("val_")})
-        log(record)
-        if ctx.is_main and (step % t.checkpoint_every == 0 or step == t.steps):
-            checkpoint.save(model, optimizer, sampler, {"step": step, "elapsed": time.perf_counter() - started, "initial": initial})
+    with _sigint_requests_stop() as stop_requested:
+        while step < t.steps:
+            interrupted = ctx.any(stop_requested.is_set())  # every rank stops at the same step
+            if interrupted or (t.time_budget is not None and ctx.any(time.perf_counter() - started >= t.time_budget)):
+                break
+            idx = torch.randint(0, features.shape[0], (t.batch_size,), generator=sampler)  # the same on every rank
+            target = features[idx[shard]].to(device)
+            torch.manual_seed(_step_seed(t.seed, step, ctx.rank))
+            local_loss = meta_loss(coords, target, second_order=config.meta.second_order,
+                                   checkpointing=config.meta.checkpointing)
+            loss = ctx.mean(local_loss)  # the global batch's loss, the same on every rank
+            optimizer.zero_grad(set_to_none=True)
+            finite = bool(torch.isfinite(loss))
+            if finite:
+                local_loss.backward()
+                ctx.average_gradients(params)
+                norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip if t.grad_clip else math.inf)
+                finite = bool(torch.isfinite(norm))
+            if not finite:
+                bad_steps += 1
+                log({"step": step, "event": "non-finite loss or gradient; step skipped"})
+                if bad_steps >= MAX_BAD_STEPS:
+                    raise ModelError(f"training diverged: {bad_steps} non-finite steps in a row at step {step}; "
+                                     "lower train.outer_lr or meta.lr_clip (last good checkpoint kept)")
+                continue
+            bad_steps = 0
+            optimizer.step()
+            step += 1
+            bar.update(1)
+            record: dict[str, Any] = {"step": step, "loss": loss.item(), "time": time.perf_counter() - started}
+            if spec.loss == "mse":
+                record["psnr"] = psnr_from_mse(loss.detach()).item()
+            if step % t.eval_every == 0 or step == t.steps:
+                record.update({f"val_{k}": v for k, v in evaluate_now().items()})
+                bar.set_postfix({k: round(v, 3) for k, v in record.items() if k.startswith("val_")})
+            log(record)
+            if ctx.is_main and (step % t.checkpoint_every == 0 or step == t.steps):
+                checkpoint.save(model, optimizer, sampler,
+                                {"step": step, "elapsed": time.perf_counter() - started, "initial": initial})
     bar.close()
     elapsed = time.perf_counter() - started
     if ctx.is_main:
         checkpoint.save(model, optimizer, sampler, {"step": step, "elapsed": elapsed, "initial": initial})
+    if interrupted:
+        ctx.barrier()  # the checkpoint is complete before any rank exits
+        raise Interrupted(f"stopped at step {step} of {t.steps}; checkpoint saved in {out}, "
+                          "run the same command again to resume")
     final = evaluate_now()
     fingerprint = save_model(model, config, spec, out) if ctx.is_main else ""
     ctx.barrier()  # the model is complete before any rank returns

@@ -1,0 +1,97 @@
+"""Non-finite meta-steps are skipped and logged, never applied; a run that keeps diverging stops.
+
+Second-order meta-learning can blow up (paper, appendix E.1).  The trainer checks the loss
+and the gradient norm of every outer step: a non-finite step is not applied and is logged to
+``metrics.jsonl``; ``MAX_BAD_STEPS`` in a row end the run with a one-line error, leaving the
+last good checkpoint and never writing non-finite weights.  Non-finite values are injected by
+wrapping the real meta-loss, so the rest of the loop runs as in production.
+"""
+
+import json
+import math
+
+import pytest
+import torch
+
+from vcinr.cli import main
+from vcinr.errors import ModelError
+from vcinr.meta import training
+from vcinr.meta.model import load_model, load_state
+
+
+class _NanGradient(torch.autograd.Function):
+    """Zero in the forward pass, NaN in the backward pass: a finite loss with a non-finite gradient."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return torch.zeros_like(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.full_like(grad, math.nan)
+
+
+def poison(monkeypatch, bad_calls: set[int] | None, kind: str = "loss") -> list[int]:
+    """Make the meta-loss non-finite at the given call numbers (all calls when ``None``)."""
+    real = training.meta_loss_function
+    calls: list[int] = []
+
+    def factory(model):
+        loss_fn = real(model)
+
+        def meta_loss(*args, **kwargs):
+            calls.append(len(calls))
+            loss = loss_fn(*args, **kwargs)
+            if bad_calls is None or calls[-1] in bad_calls:
+                loss = loss * math.inf if kind == "loss" else loss + _NanGradient.apply(loss)
+            return loss
+
+        return meta_loss
+
+    monkeypatch.setattr(training, "meta_loss_function", factory)
+    return calls
+
+
+@pytest.mark.parametrize("kind", ["loss", "gradient"])
+def test_non_finite_steps_are_skipped_and_logged(tiny_config, data_dir, tmp_path, monkeypatch, kind):
+    config = tiny_config("cifar10", data_dir / "cifar10", steps=5, max_items=16, batch_size=4, inner_steps=1)
+    calls = poison(monkeypatch, {1, 2}, kind)
+    out = tmp_path / "run"
+    result = training.train(config, out, progress=False)
+    assert result.steps == 5 and len(calls) == 7  # two calls were skipped, five applied
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    events = [r for r in records if "event" in r]
+    assert [r["step"] for r in events] == [1, 1] and all("non-finite" in r["event"] for r in events)
+    assert [r["step"] for r in records if "loss" in r] == [1, 2, 3, 4, 5]
+    assert all(math.isfinite(r["loss"]) for r in records if "loss" in r)
+    assert all(torch.isfinite(p).all() for p in load_model(out).model.parameters())
+
+
+def test_a_run_that_keeps_diverging_stops_with_one_line(tiny_config, data_dir, tmp_path, monkeypatch):
+    config = tiny_config("cifar10", data_dir / "cifar10", steps=6, max_items=16, batch_size=4, inner_steps=1)
+    config.train.checkpoint_every = 2
+    out = tmp_path / "run"
+    training.train(config, out, progress=False)  # 6 good steps
+    good = load_state(out / training.CHECKPOINT_FILE)[0]
+
+    config.train.steps = 20
+    calls = poison(monkeypatch, None)
+    with pytest.raises(ModelError, match=f"diverged: {training.MAX_BAD_STEPS} non-finite steps in a row at step 6"):
+        training.train(config, out, progress=False)
+    assert len(calls) == training.MAX_BAD_STEPS
+    tensors, scalars = load_state(out / training.CHECKPOINT_FILE)
+    assert scalars["step"] == 6 and all(torch.equal(tensors[k], good[k]) for k in good)  # untouched
+    assert all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point())
+
+
+def test_diverging_run_is_a_one_line_cli_error(tiny_config, data_dir, tmp_path, monkeypatch, capsys):
+    import yaml
+
+    config = tiny_config("cifar10", data_dir / "cifar10", steps=3, max_items=16, batch_size=4, inner_steps=1)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(config.to_dict()))))
+    poison(monkeypatch, None, "gradient")
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "training diverged" in err and "Traceback" not in err
+    assert not (tmp_path / "run" / "model.safetensors").exists()
