@@ -41,7 +41,7 @@ def assert_coords(signal: Signal, low: float, high: float) -> None:
 
 
 def test_registry_is_consistent() -> None:
-    assert set(MODALITIES) == {"image", "audio", "video", "sphere", "voxels", "array"}
+    assert set(MODALITIES) == {"image", "audio", "video", "sphere", "voxels", "array", "scene"}
     for name, modality in MODALITIES.items():
         assert modality.name == name and get_modality(name) is modality
         assert all(s == s.lower() and s.startswith(".") for s in modality.suffixes)

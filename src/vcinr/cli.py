@@ -14,6 +14,7 @@ from pathlib import Path
 
 from vcinr import __version__
 from vcinr.codec.commands import add_commands as add_codec_commands
+from vcinr.scenes.commands import add_commands as add_scene_commands
 from vcinr.errors import VcinrError
 
 EXIT_USAGE = 2
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     add_codec_commands(sub)
+    add_scene_commands(sub)
 
     p = sub.add_parser("eval", help="RD curves of a model against standard codecs on the same files",
                        description="Compress every input with every quality level of the model and with the "

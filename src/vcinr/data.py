@@ -7,7 +7,12 @@ is reduced to an :class:`ItemSet`: ``features (num_items, *item_grid, out_dim)``
 coordinate grid over the patch in the modality's coordinate range (as COIN++ does for Kodak);
 without it, whole signals are the items and must all have the same shape.
 
-Splits: CIFAR-10 has its own train/test split.  Every other source is split by sorted name —
+Scenes (SRN layout, :mod:`vcinr.modalities.scene`) are items whose coordinates are their own —
+every pixel's camera ray — so their :class:`ItemSet` holds per-item ``coords`` and, for the
+test split, the held-out ``query`` views that evaluation renders (novel views).
+
+Splits: CIFAR-10 has its own train/test split; scenes use ``train``/``test`` (or ``*_train``/
+``*_test``) sub-folders when there are such.  Every other source is split by sorted name —
 files for a directory, items of the file for a single multi-item file (ERA5 fields, an array
 with a leading item axis, the scale-augmented copies of a single voxel shape) — with the last
 ``test_fraction`` going to test.  ``max_items`` caps a split with a seeded random subset.
@@ -34,6 +39,7 @@ from vcinr.modalities.array import array_signal, read_array
 from vcinr.modalities.audio import read_audio
 from vcinr.modalities.common import reading
 from vcinr.modalities.image import read_image
+from vcinr.modalities.scene import is_scene_dir, read_scene
 from vcinr.modalities.sphere import SphereFields, load_sphere, sphere_coords
 from vcinr.modalities.video import read_video
 from vcinr.modalities.voxels import read_voxels, rescale_occupancy, voxelize_mesh
@@ -51,17 +57,30 @@ OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "video": {"frames": 8, "size": 32, "clips_per_video": 1},
     "voxels": {"resolution": None, "threshold": None, "scale_augment": 0},
     "array": {},
+    "scenes": {"views": None, "size": None, "query_views": 8, "rays_per_item": 256, "samples": 32,
+               "near": 0.8, "far": 1.8, "view_dirs": False},
 }
 _MESH_RESOLUTION = 32  # voxels.resolution for PLY meshes when not given
 
 
 @dataclass
 class ItemSet:
-    """Equally shaped items sharing one coordinate grid: what the meta-learner consumes."""
+    """Equally shaped items sharing one coordinate grid: what the meta-learner consumes.
+
+    Items with coordinates of their own (scenes: camera rays) have per-item ``coords``
+    ``(num_items, *item_grid, in_dim)``; ``query_*`` are then the points evaluation scores
+    instead of the ones adapted on (held-out views), ``observation`` the operator between
+    network and features and ``max_points`` the rays per item of an inner-loop step (see
+    :class:`vcinr.meta.model.ItemSpec`).
+    """
 
     features: torch.Tensor  # (num_items, *item_grid, out_dim) float32
-    coords: torch.Tensor  # (*item_grid, in_dim) float32, shared by all items
+    coords: torch.Tensor  # (*item_grid, in_dim) float32, shared by all items (or per item)
     modality: str
+    query_features: torch.Tensor | None = None
+    query_coords: torch.Tensor | None = None
+    observation: dict[str, Any] | None = None
+    max_points: int | None = None
 
 
 @dataclass
@@ -76,6 +95,11 @@ class DataConfig:
       skipped with a warning.
     * video: ``frames`` per clip, ``size`` (int or [H, W]; centre-crop to that aspect, then
       resize, as the paper does for UCF-101), ``clips_per_video`` consecutive clips per file.
+    * scenes: ``views`` — use the first views of each scene (default all; all scenes need as
+      many); ``size`` — resize views to ``size`` × ``size``; ``query_views`` — the last views of
+      every *test* scene are held out of the inner loop and scored (novel views);
+      ``rays_per_item`` — random rays per scene in each inner-loop step; ``samples``, ``near``,
+      ``far``, ``view_dirs`` — volume rendering (:class:`vcinr.inr.render.VolumeRenderer`).
     * voxels: ``resolution`` — PLY meshes are voxelised at it (default 32) and grids resampled
       to it when given; ``threshold`` — occupancy of scalar volumes is ``value > threshold``;
       ``scale_augment`` — number of extra copies per shape, each scaled per axis by a random
@@ -129,11 +153,23 @@ def _check_options(kind: str, options: dict[str, Any]) -> None:
     for name in ("random_crops_per_image", "scale_augment"):
         if name in options:
             _integer(f"data.options.{name}", options[name], minimum=0)
-    for name in ("frames", "clips_per_video"):
+    for name in ("frames", "clips_per_video", "rays_per_item", "samples"):
         if name in options:
             _integer(f"data.options.{name}", options[name], minimum=1)
-    if options.get("resolution") is not None:
-        _integer("data.options.resolution", options["resolution"], minimum=1)
+    for name in ("resolution", "views"):
+        if options.get(name) is not None:
+            _integer(f"data.options.{name}", options[name], minimum=1)
+    if "query_views" in options:
+        _integer("data.options.query_views", options["query_views"], minimum=0)
+    if "near" in options:
+        for name in ("near", "far"):
+            value = options[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"data.options.{name} must be a number >= 0, got {value!r}")
+        if options["near"] >= options["far"]:
+            raise ConfigError("data.options.near must be smaller than data.options.far")
+    if not isinstance(options.get("view_dirs", False), bool):
+        raise ConfigError(f"data.options.view_dirs must be true or false, got {options['view_dirs']!r}")
     if "clip_seconds" in options:
         value = options["clip_seconds"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
@@ -141,7 +177,7 @@ def _check_options(kind: str, options: dict[str, Any]) -> None:
     threshold = options.get("threshold")
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
         raise ConfigError(f"data.options.threshold must be a number, got {threshold!r}")
-    if "size" in options:
+    if "size" in options and not (kind == "scenes" and options["size"] is None):
         size = options["size"]
         sizes = size if isinstance(size, (list, tuple)) else [size]
         if len(sizes) not in (1, 2):
@@ -355,6 +391,50 @@ def _array_load(cfg: DataConfig, unit: tuple[Path, int | None], split: str, rng:
     return _Batch(signal.features[None], signal.coords)
 
 
+def _scene_dirs(cfg: DataConfig, root: Path, split: str) -> list[Path]:
+    """Scene folders of ``split``: from ``train``/``test`` sub-folders, else split by name."""
+    for name in (split, f"*_{split}"):
+        folders = sorted(p for p in root.glob(name) if p.is_dir()) if root.is_dir() else []
+        if folders:
+            scenes = sorted(d for f in folders for d in f.iterdir() if is_scene_dir(d))
+            if not scenes:
+                raise InputError(f"{folders[0]}: holds no SRN scene folders")
+            return scenes
+    if is_scene_dir(root):
+        raise InputError(f"{root}: is a single scene; point data.path at a folder of scenes")
+    scenes = sorted(d for d in root.iterdir() if is_scene_dir(d)) if root.is_dir() else []
+    if not scenes:
+        raise InputError(f"{root}: no SRN scene folders (with intrinsics.txt, rgb/ and pose/) found")
+    return _split(scenes, cfg, split, "scenes")
+
+
+def _load_scenes(cfg: DataConfig, split: str) -> ItemSet:
+    """Scenes as items: context views to adapt on, and for the test split held-out query views."""
+    options = cfg.options
+    scenes = _scene_dirs(cfg, Path(cfg.path), split)
+    if cfg.max_items and len(scenes) > cfg.max_items:
+        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(scenes), cfg.max_items, replace=False))
+        scenes = [scenes[i] for i in keep]
+    held_out = options["query_views"] if split == "test" else 0
+    signals = [read_scene(d, options["views"], options["size"])
+               for d in tqdm(scenes, desc=f"loading scenes {split}", leave=False, disable=True if len(scenes) < 20 else None)]
+    shape = signals[0].grid_shape
+    for directory, signal in zip(scenes, signals):
+        if signal.grid_shape != shape:
+            raise InputError(f"{directory}: {signal.grid_shape[0]} views of {list(signal.grid_shape[1:])} but the first "
+                             f"scene has {shape[0]} of {list(shape[1:])}; set data.options.views / size")
+    if shape[0] <= held_out:
+        raise InputError(f"{scenes[0]}: {shape[0]} views leave none to adapt on after {held_out} query views")
+    features = torch.stack([s.features for s in signals])
+    coords = torch.stack([s.coords for s in signals])
+    context = shape[0] - held_out
+    observation = {"kind": "volume", "samples": options["samples"], "near": float(options["near"]),
+                   "far": float(options["far"]), "view_dirs": options["view_dirs"]}
+    return ItemSet(features[:, :context], coords[:, :context], "scene",
+                   features[:, context:] if held_out else None, coords[:, context:] if held_out else None,
+                   observation, options["rays_per_item"])
+
+
 @dataclass(frozen=True)
 class _Kind:
     modality: str
@@ -390,6 +470,12 @@ def load_items(cfg: DataConfig, split: str) -> ItemSet:
     """Load the ``split`` ("train" or "test") items that ``cfg`` describes."""
     if split not in ("train", "test"):
         raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
+    if cfg.kind == "scenes":
+        if cfg.patch:
+            raise ConfigError("scenes cannot be patched (their coordinates are camera rays); drop data.patch")
+        if not Path(cfg.path).exists():
+            raise InputError(f"{cfg.path}: no such file or directory")
+        return _load_scenes(cfg, split)
     kind = _KINDS[cfg.kind]
     modality = get_modality(kind.modality)
     patch = tuple(cfg.patch) if cfg.patch else None

@@ -119,19 +119,23 @@ class FitResult:
 
 def compute_latents(model: MetaINR, coords: torch.Tensor, features: torch.Tensor, batch_size: int = 64,
                     progress: bool = True, desc: str = "latents") -> torch.Tensor:
-    """φ ``(num_items, D)`` of items ``features (num_items, N, C)`` by the frozen inner loop."""
+    """φ ``(num_items, D)`` of items ``features (num_items, N, C)`` by the frozen inner loop.
+
+    ``coords`` are shared ``(N, in_dim)`` or per item ``(num_items, N, in_dim)`` (scenes).
+    """
     out = []
     with torch.no_grad():
         for start in tqdm(range(0, features.shape[0], batch_size), desc=desc, unit="batch",
                           disable=not progress, leave=False):
-            state = model.adapt(coords, features[start : start + batch_size])
+            batch = slice(start, start + batch_size)
+            state = model.adapt(coords[batch] if coords.dim() == 3 else coords, features[batch])
             out.append(model.conditioning.code(state).detach())
     return torch.cat(out)
 
 
 def decode_raw(model: MetaINR, coords: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
     """Network output for latents φ — logits for occupancy models (``model.decode`` applies the sigmoid)."""
-    return model.siren(coords, model.conditioning.modulations_from_code(code))
+    return model.render(coords, model.conditioning.modulations_from_code(code))
 
 
 def quality_of(model: MetaINR, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -148,12 +152,13 @@ def evaluate_codec(model: MetaINR, codec: LatentCodec, coords: torch.Tensor, lat
     bits, quality = 0.0, 0.0
     with torch.no_grad():
         for start in range(0, latents.shape[0], batch_size):
-            phi, target = latents[start : start + batch_size], features[start : start + batch_size]
+            batch = slice(start, start + batch_size)
+            phi, target = latents[batch], features[batch]
             symbols = codec.to_symbols(phi)
             bits += codec.estimated_bits(symbols)
-            pred = model.decode(coords, codec.from_symbols(symbols))
+            pred = model.decode(coords[batch] if coords.dim() == 3 else coords, codec.from_symbols(symbols))
             quality += float(quality_of(model, pred, target).sum())
-    n, points = latents.shape[0], coords.shape[0]
+    n, points = latents.shape[0], features.shape[1]
     key = "accuracy" if model.loss == "bce" else "psnr"
     return {"bpp": bits / n / points, key: quality / n}
 
@@ -269,14 +274,16 @@ def train_transform_coder(model: MetaINR, coords: torch.Tensor, latents: torch.T
     sampler = torch.Generator().manual_seed(settings.seed)
     start = checkpoint.load(coder, opts, sampler, key) if checkpoint is not None else 0
     model.requires_grad_(False)
-    points = coords.shape[0]
+    points = features.shape[1]
     coder.train()
     bar = tqdm(total=settings.steps, initial=start, desc=desc, unit="step", disable=not progress, leave=False)
     for step in range(start, settings.steps):
         idx = torch.randint(0, latents.shape[0], (min(settings.batch_size, latents.shape[0]),), generator=sampler)
         phi_tilde, likelihoods = coder(latents[idx], "noise")
         bpp = -torch.log2(likelihoods).sum(1) / points
-        distortion = model.item_loss(decode_raw(model, coords, phi_tilde), features[idx])
+        # items with many coordinates (scenes' rays) are scored on a random subset of them
+        item_coords, target = model.subsample(coords[idx] if coords.dim() == 3 else coords, features[idx], sampler)
+        distortion = model.item_loss(decode_raw(model, item_coords, phi_tilde), target)
         loss = (bpp + lam * DISTORTION_SCALE * distortion).mean()
         opts["opt"].zero_grad(set_to_none=True)
         loss.backward()
@@ -320,7 +327,9 @@ def fit_codecs(model_dir: str | Path, data: str | Path | None = None, settings: 
     folder = codec_dir(loaded.directory)
     result = FitResult(loaded.directory, int(latents.shape[0]), int(latents.shape[1]))
     n_eval = min(settings.eval_items, latents.shape[0])
-    eval_args = (coords, latents[:n_eval], features[:n_eval])
+    eval_args = (coords[:n_eval] if coords.dim() == 3 else coords, latents[:n_eval], features[:n_eval])
+    # a codec stores the coordinates of one item; items with their own (scenes) carry them instead
+    level_coords = coords if coords.dim() == 2 else coords.new_zeros(0, coords.shape[-1])
 
     for bits in sorted(set(settings.bits)):
         stem, started = uniform_stem(bits), time.perf_counter()
@@ -331,7 +340,7 @@ def fit_codecs(model_dir: str | Path, data: str | Path | None = None, settings: 
             continue
         codec = UniformCodec.fit(latents, bits, settings.clip)
         metrics = evaluate_codec(model, codec, *eval_args)
-        save_level(loaded, stem, codec, coords, {"bits": bits, "clip": settings.clip, "settings": key,
+        save_level(loaded, stem, codec, level_coords, {"bits": bits, "clip": settings.clip, "settings": key,
                                                  "metrics": metrics, "items": int(latents.shape[0])})
         result.levels.append(LevelResult(stem, "uniform", "fitted", metrics, time.perf_counter() - started))
 
@@ -350,7 +359,7 @@ def fit_codecs(model_dir: str | Path, data: str | Path | None = None, settings: 
                                              progress, desc=f"codec lambda={lam:g}")
         codec = coder.to_codec()
         metrics = evaluate_codec(model, codec, *eval_args)
-        save_level(loaded, stem, codec, coords, {"lambda": lam, "arch": arch, "settings": key, "metrics": metrics,
+        save_level(loaded, stem, codec, level_coords, {"lambda": lam, "arch": arch, "settings": key, "metrics": metrics,
                                                  "items": int(latents.shape[0]),
                                                  "lambda_convention": "bpp + lambda * 255^2 * distortion"})
         checkpoint.remove()

@@ -4,6 +4,12 @@ A :class:`MetaINR` holds everything that is shared across items and meta-learned
 outer loop — the base SIREN θ, the conditioning network, the latent initialisation φ0 and
 one inner-loop step size per latent entry — and fits the per-item latent φ with a few
 gradient steps from φ0 (the adaptation loop 𝒪 of Figure 1c).
+
+Items are scored either on the network's output at their coordinates (every grid modality:
+the fast, hand-written inner gradient) or through an *observation* operator
+(:mod:`vcinr.inr.render`: a radiance field seen through volume rendering), whose inner
+gradient comes from autograd.  Items with very many coordinates (the rays of a scene) can be
+adapted and scored on a random subset of ``max_points`` of them per step.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from vcinr.inr.conditioning import Conditioning
-from vcinr.inr.siren import Siren
+from vcinr.inr.render import VolumeRenderer
+from vcinr.inr.siren import Modulations, Siren
 
 LOSSES = ("mse", "bce")
 # Without a meta-gradient (encoding, validation) items are independent, so large batches are
@@ -33,6 +40,9 @@ class MetaINR(nn.Module):
         lr_init: ``(low, high)`` of the uniform initialisation of the Meta-SGD step sizes.
         lr_clip: ``(min, max)`` the step sizes are clipped to when used.
         loss: ``"mse"`` for real-valued features, ``"bce"`` for occupancies (logits out).
+        observation: operator between the network and the features (``None``: the identity).
+        max_points: adapt and meta-train on a random subset of at most this many of an item's
+            coordinates (``None``: all of them).
     """
 
     def __init__(
@@ -43,32 +53,42 @@ class MetaINR(nn.Module):
         lr_init: tuple[float, float] = (1.0, 1.0),
         lr_clip: tuple[float, float] = (-5.0, 5.0),
         loss: str = "mse",
+        observation: VolumeRenderer | None = None,
+        max_points: int | None = None,
     ):
         super().__init__()
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         self.siren, self.conditioning = siren, conditioning
         self.inner_steps, self.lr_clip, self.loss = inner_steps, tuple(lr_clip), loss
+        self.observation, self.max_points = observation, max_points
         self.state0 = nn.Parameter(conditioning.initial_state())
         low, high = lr_init
         self.inner_lr = nn.Parameter(torch.empty(conditioning.state_dim).uniform_(low, high))
 
     # ----------------------------------------------------------------- evaluation
+    def render(self, coords: torch.Tensor, mods: Modulations, stochastic: bool = False) -> torch.Tensor:
+        """The network's output as the loss sees it: through the observation operator, if any."""
+        if self.observation is None:
+            return self.siren(coords, mods)
+        return self.observation(lambda points: self.siren(points, mods), coords, stochastic)
+
     def predict(self, coords: torch.Tensor, state: torch.Tensor, stochastic: bool = False) -> torch.Tensor:
         """Raw network output (features, or occupancy logits for ``bce``) ``(B, N, C)``."""
-        return self.siren(coords, self.conditioning.modulations(state, stochastic))
+        return self.render(coords, self.conditioning.modulations(state, stochastic), stochastic)
 
     def decode(self, coords: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         """Features reconstructed from stored latents φ̂ (what the decoder runs), ``(B, N, C)``."""
         chunks = self._chunks(coords, code.shape[0])
         if chunks is not None:
             return torch.cat([self.decode(c, code[i]) for i, c in chunks])
-        out = self.siren(coords, self.conditioning.modulations_from_code(code))
+        out = self.render(coords, self.conditioning.modulations_from_code(code))
         return torch.sigmoid(out) if self.loss == "bce" else out
 
     def _chunks(self, coords: torch.Tensor, batch: int) -> list[tuple[slice, torch.Tensor]] | None:
         """Chunks of items for work without autograd; ``None`` when one chunk will do."""
-        size = max(1, CHUNK_ELEMENTS // (coords.shape[-2] * self.siren.width))
+        points = coords.shape[-2] * (self.observation.expansion if self.observation is not None else 1)
+        size = max(1, CHUNK_ELEMENTS // (points * self.siren.width))
         if torch.is_grad_enabled() or batch <= size:
             return None
         slices = [slice(start, min(start + size, batch)) for start in range(0, batch, size)]
@@ -81,6 +101,25 @@ class MetaINR(nn.Module):
         else:
             per_point = (pred - targets).square()
         return per_point.flatten(1).mean(dim=1)
+
+    def subsample(self, coords: torch.Tensor, targets: torch.Tensor,
+                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random subset of ``max_points`` coordinates per item (all when there are fewer).
+
+        In training the draw uses the global RNG (seeded per outer step); otherwise a fixed
+        seed, so evaluation and encoding are reproducible.  Returns per-item coordinates.
+        """
+        count = targets.shape[1]
+        if self.max_points is None or count <= self.max_points:
+            return coords, targets
+        if generator is None and not self.training:
+            generator = torch.Generator(device=targets.device).manual_seed(0)
+        keys = torch.rand(targets.shape[0], count, generator=generator, device=targets.device)
+        index = keys.argsort(dim=1)[:, : self.max_points].unsqueeze(-1)
+        if coords.dim() == 2:
+            coords = coords.expand(targets.shape[0], *coords.shape)
+        return (coords.gather(1, index.expand(-1, -1, coords.shape[-1])),
+                targets.gather(1, index.expand(-1, -1, targets.shape[-1])))
 
     # ---------------------------------------------------------------- inner loop
     def step_sizes(self) -> torch.Tensor:
@@ -99,11 +138,29 @@ class MetaINR(nn.Module):
 
         Computed by the explicit backward passes of the SIREN and the conditioning, so it is
         plain forward code: differentiable by one ordinary backward pass (second order),
-        and free of any autograd graph under ``torch.no_grad()``.
+        and free of any autograd graph under ``torch.no_grad()``.  With an observation operator
+        the gradient comes from autograd instead (:meth:`_observed_inner_grad`).
         """
+        if self.observation is not None:
+            return self._observed_inner_grad(state, coords, targets)
         mods, pullback = self.conditioning.modulations_vjp(state, stochastic=self.training)
         pred, trace = self.siren.forward_trace(coords, mods)
         grad = pullback(self.siren.modulation_grads(trace, self._loss_grad(pred, targets)))
+        penalty = self.conditioning.inner_penalty_grad(state)
+        return grad if penalty is None else grad + penalty
+
+    def _observed_inner_grad(self, state: torch.Tensor, coords: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """:meth:`_inner_grad` through the observation operator, by autograd.
+
+        Differentiable (``create_graph``) exactly when called with gradients enabled, i.e. in
+        the second-order meta-step; otherwise a constant, as the fast path is.
+        """
+        create_graph = torch.is_grad_enabled()
+        with torch.enable_grad():
+            if not state.requires_grad:
+                state = state.detach().requires_grad_()
+            loss = self.item_loss(self.predict(coords, state, stochastic=self.training), targets).sum()
+            (grad,) = torch.autograd.grad(loss, state, create_graph=create_graph)
         penalty = self.conditioning.inner_penalty_grad(state)
         return grad if penalty is None else grad + penalty
 
@@ -137,6 +194,7 @@ class MetaINR(nn.Module):
             them into the latents φ that are stored.
         """
         steps = self.inner_steps if steps is None else steps
+        coords, targets = self.subsample(coords, targets)
         chunks = self._chunks(coords, targets.shape[0])
         if chunks is not None:
             return torch.cat([self.adapt(c, targets[i], steps) for i, c in chunks])
@@ -163,5 +221,6 @@ class MetaINR(nn.Module):
         result for the meta-gradient.  This is the function ``torch.compile`` compiles when
         training with ``VCINR_COMPILE=1``.
         """
+        coords, targets = self.subsample(coords, targets)
         state = self.adapt(coords, targets, second_order=second_order, checkpointing=checkpointing)
         return self.item_loss(self.predict(coords, state, stochastic=True), targets).mean()

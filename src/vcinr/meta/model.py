@@ -28,6 +28,7 @@ from vcinr import __version__
 from vcinr.config import Config, from_dict
 from vcinr.errors import ModelError
 from vcinr.inr.conditioning import GatedConditioning, build_conditioning
+from vcinr.inr.render import build_observation
 from vcinr.inr.siren import Siren
 from vcinr.meta.metasgd import MetaINR
 
@@ -42,7 +43,10 @@ class ItemSpec:
 
     ``item_shape`` is the patch shape (or the whole grid when not patching); ``coord_range``
     is the regular-grid range patches use, ``None`` when coordinates come from the signal
-    (the sphere), in which case inputs must have exactly ``item_shape``.
+    (the sphere), in which case inputs must have exactly ``item_shape``.  ``observation``
+    names the operator between network and features (volume rendering for scenes, see
+    :func:`vcinr.inr.render.build_observation`; the network then has the operator's own
+    input/output sizes) and ``max_points`` the coordinates per item of an inner-loop step.
     """
 
     modality: str
@@ -51,12 +55,17 @@ class ItemSpec:
     loss: str
     item_shape: tuple[int, ...]
     coord_range: tuple[float, float] | None
+    observation: dict[str, Any] | None = None
+    max_points: int | None = None
 
 
 def build_model(config: Config, spec: ItemSpec) -> MetaINR:
     m = config.model
+    observation = build_observation(spec.observation)
+    in_dim, out_dim = (spec.in_dim, spec.out_dim) if observation is None else (observation.field_in_dim,
+                                                                               observation.field_out_dim)
     # Features of real-valued modalities lie in [0, 1]; occupancy logits start at p = ½.
-    siren = Siren(spec.in_dim, spec.out_dim, m.width, m.depth, m.w0, output_bias=0.5 if spec.loss == "mse" else 0.0)
+    siren = Siren(in_dim, out_dim, m.width, m.depth, m.w0, output_bias=0.5 if spec.loss == "mse" else 0.0)
     if m.conditioning == "vcinr":
         options: dict[str, Any] = asdict(m.vcinr)
         latent = m.latent_dim
@@ -68,7 +77,8 @@ def build_model(config: Config, spec: ItemSpec) -> MetaINR:
     conditioning = build_conditioning(m.conditioning, latent, siren.layer_shapes, **options)
     if isinstance(conditioning, GatedConditioning):
         conditioning.compensate_siren_init(siren)
-    return MetaINR(siren, conditioning, config.meta.inner_steps, config.meta.lr_init, config.meta.lr_clip, spec.loss)
+    return MetaINR(siren, conditioning, config.meta.inner_steps, config.meta.lr_init, config.meta.lr_clip, spec.loss,
+                   observation, spec.max_points)
 
 
 def _sync_directory(directory: Path) -> None:

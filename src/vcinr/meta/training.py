@@ -66,16 +66,30 @@ def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
     return -10.0 * torch.log10(mse.clamp_min(1e-12))
 
 
-def flat_items(items: ItemSet) -> tuple[torch.Tensor, torch.Tensor]:
-    """Coordinates ``(N, in_dim)`` and features ``(num_items, N, out_dim)`` with the grid flattened."""
-    coords = items.coords.reshape(-1, items.coords.shape[-1])
-    features = items.features.reshape(items.features.shape[0], -1, items.features.shape[-1])
-    return coords, features
+def flat_items(items: ItemSet, query: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Coordinates ``(N, in_dim)`` and features ``(num_items, N, out_dim)`` with the grid flattened.
+
+    Per-item coordinates (scenes) stay per item, ``(num_items, N, in_dim)``; ``query`` gives
+    the items' held-out query points instead.
+    """
+    coords, features = (items.query_coords, items.query_features) if query else (items.coords, items.features)
+    if coords.dim() == features.dim():
+        coords = coords.reshape(features.shape[0], -1, coords.shape[-1])
+    else:
+        coords = coords.reshape(-1, coords.shape[-1])
+    return coords, features.reshape(features.shape[0], -1, features.shape[-1])
+
+
+def item_coords(coords: torch.Tensor, index: torch.Tensor | slice) -> torch.Tensor:
+    """The coordinates of items ``index``: shared ones as they are, per-item ones selected."""
+    return coords[index] if coords.dim() == 3 else coords
 
 
 def evaluate(model: MetaINR, items: ItemSet, max_items: int, batch_size: int, steps: int | None = None,
              device: str = "cpu", ctx: DistContext | None = None) -> dict[str, float]:
     """Mean per-item quality after ``steps`` inner steps on up to ``max_items`` items.
+
+    Items with query points (scenes' held-out views) are scored on those.
 
     Returns ``loss`` and ``psnr`` (dB, on clamped [0, 1] predictions) for real-valued data, or
     ``loss`` and ``accuracy`` (fraction of voxels right) for occupancies.  Under
@@ -84,6 +98,7 @@ def evaluate(model: MetaINR, items: ItemSet, max_items: int, batch_size: int, st
     ctx = ctx or DistContext(device=device)
     coords, features = flat_items(items)
     coords = coords.to(device)
+    query = flat_items(items, query=True) if items.query_features is not None else None
     was_training = model.training
     model.eval()
     key = "accuracy" if model.loss == "bce" else "psnr"
@@ -91,9 +106,12 @@ def evaluate(model: MetaINR, items: ItemSet, max_items: int, batch_size: int, st
     starts = range(0, min(max_items, features.shape[0]), batch_size)
     with torch.no_grad():
         for start in starts[ctx.rank :: ctx.world]:
-            target = features[start : min(start + batch_size, max_items)].to(device)
-            state = model.adapt(coords, target, steps=steps)
-            pred = model.predict(coords, state)
+            batch = slice(start, min(start + batch_size, max_items))
+            target, points = features[batch].to(device), item_coords(coords, batch)
+            state = model.adapt(points, target, steps=steps)
+            if query is not None:  # score held-out points (novel views), not those adapted on
+                points, target = query[0][batch].to(device), query[1][batch].to(device)
+            pred = model.predict(points, state)
             losses = model.item_loss(pred, target)
             if model.loss == "bce":
                 quality = ((pred > 0).float() == target).float().flatten(1).mean(1)
@@ -116,6 +134,8 @@ def item_spec(config: Config, items: ItemSet) -> ItemSpec:
         loss=modality.loss,
         item_shape=tuple(items.features.shape[1:-1]),
         coord_range=tuple(modality.coord_range) if patched and modality.coord_range is not None else None,
+        observation=items.observation,
+        max_points=items.max_points,
     )
 
 
@@ -239,7 +259,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 
 def _step_seed(seed: int, step: int, rank: int) -> int:
-    """The torch RNG seed of outer step ``step`` on ``rank`` (MSCN's gate noise)."""
+    """The torch RNG seed of outer step ``step`` on ``rank`` (MSCN's gate noise, scenes' rays)."""
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0])
 
 
@@ -308,7 +328,7 @@ def _train(config: Config, out: Path, progress: bool, ctx: DistContext) -> Train
             idx = torch.randint(0, features.shape[0], (t.batch_size,), generator=sampler)  # the same on every rank
             target = features[idx[shard]].to(device)
             torch.manual_seed(_step_seed(t.seed, step, ctx.rank))
-            local_loss = meta_loss(coords, target, second_order=config.meta.second_order,
+            local_loss = meta_loss(item_coords(coords, idx[shard]), target, second_order=config.meta.second_order,
                                    checkpointing=config.meta.checkpointing)
             loss = ctx.mean(local_loss)  # the global batch's loss, the same on every rank
             optimizer.zero_grad(set_to_none=True)

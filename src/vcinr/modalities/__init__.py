@@ -3,7 +3,8 @@
 A file's modality follows from its suffix unless one is named.  Where two modalities share a
 suffix the earlier one in :data:`MODALITIES` is the default — ``.npz`` is a sphere field,
 ``.npy`` a generic array, ``.gif`` a video — and the others must be named explicitly (e.g.
-``read_signal("grid.npy", "voxels")``).
+``read_signal("grid.npy", "voxels")``).  A ``scene`` is a folder (SRN layout), never chosen
+by suffix: name it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from vcinr.modalities.audio import AudioModality
 from vcinr.modalities.base import Modality
 from vcinr.modalities.common import check_suffix
 from vcinr.modalities.image import ImageModality
+from vcinr.modalities.scene import SceneModality
 from vcinr.modalities.sphere import SphereModality
 from vcinr.modalities.video import VideoModality
 from vcinr.modalities.voxels import VoxelModality
@@ -23,7 +25,8 @@ from vcinr.signal import Signal
 
 MODALITIES: dict[str, Modality] = {
     m.name: m
-    for m in (ImageModality(), AudioModality(), VideoModality(), SphereModality(), ArrayModality(), VoxelModality())
+    for m in (ImageModality(), AudioModality(), VideoModality(), SphereModality(), ArrayModality(), VoxelModality(),
+              SceneModality())
 }
 
 _BY_SUFFIX: dict[str, Modality] = {}
@@ -56,7 +59,8 @@ def read_signal(path: str | Path, modality: str | None = None) -> Signal:
         chosen = modality_for_path(path)
     else:
         chosen = get_modality(modality)
-        check_suffix(path, chosen.suffixes, chosen.name)
+        if not chosen.directory:
+            check_suffix(path, chosen.suffixes, chosen.name)
     return chosen.read(path)
 
 
@@ -65,7 +69,7 @@ def write_signal(signal: Signal, path: str | Path) -> None:
     path = Path(path)
     chosen = get_modality(signal.modality)
     suffix = path.suffix.lower()
-    if suffix not in chosen.write_suffixes:
+    if not chosen.directory and suffix not in chosen.write_suffixes:
         raise InputError(
             f"{path}: cannot write {chosen.name} data as '{suffix or '(no suffix)'}' "
             f"(writable: {', '.join(chosen.write_suffixes)})"

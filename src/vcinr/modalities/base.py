@@ -5,6 +5,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from pathlib import Path
 
+import torch
+
 from vcinr.signal import Signal
 
 
@@ -21,6 +23,7 @@ class Modality(ABC):
         loss: ``"mse"`` (PSNR) or ``"bce"`` (binary occupancy, scored by accuracy).
         in_dim: number of coordinate dimensions; ``None`` where it depends on the data (the
             generic ``array`` modality has one coordinate per array axis: use ``Signal.in_dim``).
+        directory: items are folders rather than files (SRN scenes), so no suffix applies.
     """
 
     name: str
@@ -29,6 +32,7 @@ class Modality(ABC):
     coord_range: tuple[float, float] | None
     loss: str = "mse"
     in_dim: int | None
+    directory: bool = False
 
     @abstractmethod
     def read(self, path: Path) -> Signal:
@@ -37,3 +41,11 @@ class Modality(ABC):
     @abstractmethod
     def write(self, signal: Signal, path: Path) -> None:
         """Write ``signal`` (features possibly reconstructed) in the format of ``signal.meta``."""
+
+    def coords_from_meta(self, meta: dict, grid: tuple[int, ...]) -> torch.Tensor | None:
+        """Coordinates a signal carries in its ``meta`` (a scene's cameras), or ``None``.
+
+        ``None`` (every grid modality) means the coordinates follow from the grid alone, so a
+        decoder takes them from the model; otherwise they are part of the signal.
+        """
+        return None
