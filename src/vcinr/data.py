@@ -25,7 +25,7 @@ import functools
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,11 @@ class DataConfig:
       to it when given; ``threshold`` — occupancy of scalar volumes is ``value > threshold``;
       ``scale_augment`` — number of extra copies per shape, each scaled per axis by a random
       factor in [0.75, 1.25] (the paper's ShapeNet augmentation).
+
+    ``mix`` lists further data sections (same keys, no nested ``mix``) whose items are appended
+    to this one's, each split and capped by its own settings; they must give items of the same
+    modality, shape and coordinates — e.g. CIFAR-10 images plus 32×32 Kodak patches for one
+    image model.
     """
 
     kind: str
@@ -113,6 +118,7 @@ class DataConfig:
     test_fraction: float = 0.2
     seed: int = 0
     options: dict = field(default_factory=dict)
+    mix: list[dict] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in OPTION_DEFAULTS:
@@ -140,6 +146,26 @@ class DataConfig:
         _check_options(self.kind, self.options)
         if self.options.get("random_crops_per_image") and self.patch is None:
             raise ConfigError("data.options.random_crops_per_image needs data.patch (the crop size)")
+        if self.mix is not None:
+            self.mix = [_mixed_source(i, source) for i, source in enumerate(self.mix)]
+
+
+def _mixed_source(index: int, source: Any) -> dict:
+    """Validate one ``data.mix`` entry; returned in full (defaults filled in) so configs record it."""
+    where = f"data.mix[{index}]"
+    if not isinstance(source, dict):
+        raise ConfigError(f"{where} must be a data section (a mapping), got {source!r}")
+    if source.get("mix"):
+        raise ConfigError(f"{where}: a mixed source cannot mix in further sources")
+    unknown = sorted(set(source) - {f.name for f in fields(DataConfig)})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}")
+    try:
+        return asdict(DataConfig(**source))
+    except TypeError as exc:  # kind or path missing
+        raise ConfigError(f"{where}: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
 
 
 def _integer(name: str, value: Any, minimum: int) -> int:
@@ -524,7 +550,22 @@ def load_items(cfg: DataConfig, split: str) -> ItemSet:
         features = features[torch.from_numpy(keep)]
     if patch:
         coords = grid_coordinates(patch, *modality.coord_range)
-    return ItemSet(features, coords, modality.name)
+    items = ItemSet(features, coords, modality.name)
+    for source in cfg.mix or ():
+        items = _append(items, load_items(DataConfig(**source), split), source["path"])
+    return items
+
+
+def _append(items: ItemSet, more: ItemSet, where: str) -> ItemSet:
+    """``items`` followed by ``more`` (a ``data.mix`` source), which must be interchangeable."""
+    if more.modality != items.modality or more.features.shape[1:] != items.features.shape[1:]:
+        raise InputError(f"{where}: mixed-in items are {more.modality} {list(more.features.shape[1:])}, but the "
+                         f"others are {items.modality} {list(items.features.shape[1:])}")
+    if items.observation is not None or more.observation is not None:
+        raise InputError(f"{where}: only grid data can be mixed (not scenes)")
+    if more.coords.shape != items.coords.shape or not torch.allclose(more.coords, items.coords):
+        raise InputError(f"{where}: mixed-in items have other coordinates (set the same data.patch on every source)")
+    return ItemSet(torch.cat([items.features, more.features]), items.coords, items.modality)
 
 
 def _mismatch(cfg: DataConfig, first: tuple[int, ...], other: tuple[int, ...], unit: Any) -> str:
