@@ -68,10 +68,19 @@ def _cmd_presets(args: argparse.Namespace) -> None:
         print(name)
 
 
-def _cmd_demo(args: argparse.Namespace) -> None:
-    from vcinr.demo import run_demo
+def _cmd_models(args: argparse.Namespace) -> None:
+    from vcinr.bundled import bundled_models, format_models
 
-    run_demo(Path(args.out), quick=args.quick)
+    print(format_models(bundled_models()))
+
+
+def _cmd_demo(args: argparse.Namespace) -> None:
+    from vcinr.demo import run_demo, run_train_demo
+
+    if args.train:
+        run_train_demo(args.out, quick=args.quick)
+    else:
+        run_demo(args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -118,10 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("presets", help="list the bundled config presets")
     p.set_defaults(func=_cmd_presets)
 
+    p = sub.add_parser("models", help="list the bundled pretrained models",
+                       description="The pretrained models shipped with vcinr (docs/models.md): name, modality, "
+                                   "item (patch) shape, size on disk and quality levels.")
+    p.set_defaults(func=_cmd_models)
+
     p = sub.add_parser("demo", help="the quick start: run vcinr on bundled sample data",
-                       description="Meta-train a tiny model on bundled sample images and report its quality.")
-    p.add_argument("--out", type=Path, default=Path("vcinr-demo"), help="report folder (default: ./vcinr-demo)")
-    p.add_argument("--quick", action="store_true", help="a much shorter run, for smoke tests")
+                       description="Compress and decompress a bundled image, audio clip and ERA5 grid (none seen "
+                                   "in training) with the bundled models at two quality levels, check the round "
+                                   "trip, compare with JPEG/WebP and MP3, and write a report folder.")
+    p.add_argument("--out", type=Path, default=Path("demo-report"), help="report folder (default: ./demo-report)")
+    p.add_argument("--train", action="store_true",
+                   help="instead meta-train a tiny VC-INR on bundled CIFAR-10 samples (model in OUT/model)")
+    p.add_argument("--quick", action="store_true", help="with --train: a much shorter run, for smoke tests")
     p.set_defaults(func=_cmd_demo)
     return parser
 

@@ -40,16 +40,28 @@ def _cmd_fit_codec(args: argparse.Namespace) -> None:
 
 
 def _cmd_compress(args: argparse.Namespace) -> None:
+    from vcinr.bundled import model_for_input, resolve_model
     from vcinr.pipeline import compress_file
 
-    report = compress_file(args.input, args.model, args.quality, args.output, progress=not args.quiet)
+    if args.model is None:
+        model = model_for_input(args.input).directory
+        print(f"model: bundled '{model.name}' (see 'vcinr models')")
+    else:
+        model = resolve_model(args.model)
+    report = compress_file(args.input, model, args.quality, args.output, progress=not args.quiet)
     print(report.summary())
 
 
 def _cmd_decompress(args: argparse.Namespace) -> None:
+    from vcinr.bundled import model_for_bitstream, resolve_model
     from vcinr.pipeline import decompress_file
 
-    report = decompress_file(args.input, args.model, args.output, progress=not args.quiet)
+    if args.model is None:
+        model = model_for_bitstream(args.input).directory
+        print(f"model: bundled '{model.name}' (named by the bitstream's fingerprint)")
+    else:
+        model = resolve_model(args.model)
+    report = decompress_file(args.input, model, args.output, progress=not args.quiet)
     print(report.summary())
 
 
@@ -87,7 +99,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                     "chosen quality level and write a .vci bitstream. Prints the rate (bpp, or kbps for audio) "
                     "and the PSNR (or voxel accuracy) of exactly what 'vcinr decompress' will write.")
     p.add_argument("input", type=Path, help="file to compress (of the model's modality)")
-    p.add_argument("--model", required=True, type=Path, help="model directory with fitted codecs")
+    p.add_argument("--model", help="model directory with fitted codecs, or a bundled model's name "
+                                   "(default: the bundled model of the input's modality; see 'vcinr models')")
     p.add_argument("--quality", "-q", help=QUALITY_HELP)
     p.add_argument("-o", "--output", required=True, type=Path, help="the .vci file to write")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -98,7 +111,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description="Decode a .vci bitstream with the model it was made with (the quality level is read from "
                     "the bitstream) and write the signal in the format named by OUTPUT's suffix.")
     p.add_argument("input", type=Path, help="the .vci file")
-    p.add_argument("--model", required=True, type=Path, help="the model directory it was compressed with")
+    p.add_argument("--model", help="the model directory (or bundled model name) it was compressed with "
+                                   "(default: the bundled model whose fingerprint the bitstream names)")
     p.add_argument("-o", "--output", required=True, type=Path, help="output file (e.g. .png, .wav, .npz)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_decompress)
