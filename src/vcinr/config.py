@@ -195,7 +195,10 @@ def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
-        text = path.read_text()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: not valid YAML (not UTF-8 text)") from None
     else:
         preset = resources.files("vcinr.configs") / f"{name_or_path}.yaml"
         if not preset.is_file():

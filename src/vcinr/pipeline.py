@@ -37,10 +37,14 @@ from vcinr.errors import BitstreamError, InputError
 from vcinr.meta.model import LoadedModel, atomic_write_bytes, load_model
 from vcinr.modalities import get_modality, read_signal, write_signal
 from vcinr.patching import merge_patches, patch_count, split_patches
-from vcinr.signal import Signal, grid_coordinates
+from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
 BATCH = 64  # patches per inner-loop / decoder batch; fixed so decoding is reproducible
-MAX_POINTS = 1 << 31  # a decoder refuses to allocate a larger grid
+# With signal.MAX_POINTS, the limit that keeps a hostile .vci file from making the decoder
+# allocate more than ~2 GB: symbols in the rANS stream, each of which may cost
+# ``entropy.decode_padding`` bytes.  The encoder refuses larger inputs, so it never writes a
+# file the decoder would refuse.
+MAX_SYMBOLS = 1 << 22
 
 
 @dataclass
@@ -172,6 +176,8 @@ def encode_signal(signal: Signal, loaded: LoadedModel, level: QualityLevel, prog
     coords = _item_coords(loaded, level)
     item_shape = tuple(spec.item_shape)
     grid = signal.grid_shape
+    if _points(grid) > MAX_POINTS:
+        raise InputError(f"{name}: a grid of {list(grid)} is larger than vcinr codes ({MAX_POINTS} points)")
     if spec.coord_range is None:
         if grid != item_shape:
             raise InputError(f"{name}: grid {list(grid)} but this model only codes {spec.modality} signals of "
@@ -180,6 +186,10 @@ def encode_signal(signal: Signal, loaded: LoadedModel, level: QualityLevel, prog
             raise InputError(f"{name}: its coordinates differ from those the model was trained on")
         patches = signal.features[None]
     else:
+        count = patch_count(grid, item_shape)
+        if count * level.codec.symbol_dim > MAX_SYMBOLS:
+            raise InputError(f"{name}: a grid of {list(grid)} needs {count} patches, more than vcinr codes at this "
+                             f"quality level ({MAX_SYMBOLS // level.codec.symbol_dim})")
         patches = split_patches(signal.features, item_shape)
     features = patches.reshape(patches.shape[0], -1, spec.out_dim).float()
     phi = compute_latents(model, coords, features, BATCH, progress, "encode (inner loop)")
@@ -228,13 +238,16 @@ def decode_bytes(data: bytes, loaded: LoadedModel, name: str = "bitstream",
         expected = patch_count(grid, item_shape)
     if header.patch_count != expected:
         raise BitstreamError(f"{name}: {header.patch_count} patches for a {list(grid)} grid (expected {expected})")
-    if _points(grid) > MAX_POINTS:
-        raise BitstreamError(f"{name}: grid {list(grid)} is too large")
+    if _points(grid) > MAX_POINTS or header.patch_count * codec.symbol_dim > MAX_SYMBOLS:
+        raise BitstreamError(f"{name}: grid {list(grid)} ({header.patch_count} patches) is larger than this decoder "
+                             f"allows ({MAX_POINTS} points, {MAX_SYMBOLS} symbols)")
     # Every patch costs at least min_bits_per_row bits, so a short payload cannot claim many patches.
     if header.patch_count * codec.tables.min_bits_per_row() > 8 * len(payload) + 64:
         raise BitstreamError(f"{name}: {header.patch_count} patches cannot fit in a payload of {len(payload)} bytes")
 
     symbols = entropy.decode(payload, header.patch_count, codec.tables)
+    if not codec.valid_symbols(symbols):
+        raise BitstreamError(f"{name}: corrupt payload (symbols outside the codec's range)")
     coords = _item_coords(loaded, level)
     outputs = []
     with torch.no_grad(), single_thread():

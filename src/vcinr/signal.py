@@ -16,6 +16,11 @@ import torch
 
 from vcinr.errors import InputError
 
+# The most grid points vcinr reads, encodes or decodes (four 4K frames, 11 min of 48 kHz
+# audio): about 0.5 GB of float32 RGB features, so a forged header or a small file that
+# claims a huge grid (a decompression bomb) cannot make it allocate far more.
+MAX_POINTS = 1 << 25
+
 
 @dataclass
 class Signal:

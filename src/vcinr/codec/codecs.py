@@ -84,6 +84,10 @@ class LatentCodec(ABC):
     def from_symbols(self, symbols: torch.Tensor) -> torch.Tensor:
         """Reconstruct latents φ̂ ``(P, D)`` from symbols (the decoder side)."""
 
+    def valid_symbols(self, symbols: torch.Tensor) -> bool:
+        """Whether the encoder could have written ``symbols`` (a decoder's check on hostile streams)."""
+        return True
+
     def estimated_bits(self, symbols: torch.Tensor) -> float:
         """The entropy model's rate for ``symbols`` (the quantised tables the coder uses)."""
         return self.tables.ideal_bits(symbols)
@@ -160,6 +164,10 @@ class UniformCodec(LatentCodec):
     def to_symbols(self, phi: torch.Tensor) -> torch.Tensor:
         x = self.normalise(phi.float())
         return torch.floor((x + self.clip) / self.step).clamp(0, self.levels - 1).to(torch.int32)
+
+    def valid_symbols(self, symbols: torch.Tensor) -> bool:
+        """:meth:`to_symbols` clamps to ``0 .. 2**bits - 1``; anything else is a forged stream."""
+        return bool(((symbols >= 0) & (symbols < self.levels)).all())
 
     @torch.no_grad()
     def from_symbols(self, symbols: torch.Tensor) -> torch.Tensor:

@@ -166,15 +166,30 @@ def encode(symbols: torch.Tensor, tables: EntropyTables) -> bytes:
     )
 
 
+def decode_padding(data_bytes: int, count: int) -> int:
+    """Zero bytes to append to a stream of ``data_bytes`` so that decoding ``count`` symbols stays inside.
+
+    CompressAI's decoder reads 32-bit words without bounds checks.  A regular symbol reads at
+    most one word; an escaped one reads a 4-bit count ``n`` (continued while it is 15) and
+    then ``n`` 4-bit chunks, refilling its 64-bit state with one word per at least 7 chunks.
+    Past the end of the data every word read is zero, which ends a run of 15s within the
+    state's remaining <= 10 nibbles: <= 150 chunks, so <= 25 words (100 bytes) per symbol.
+    Inside the data every 0xF nibble can extend a run by 15 chunks: <= 5 words (20 bytes)
+    per data byte.  With this padding a hostile payload (with a valid CRC) decodes to
+    garbage symbols but never reads past the buffer.
+    """
+    return 64 + 24 * data_bytes + 128 * count
+
+
 def decode(data: bytes, rows: int, tables: EntropyTables) -> torch.Tensor:
     """Inverse of :func:`encode`: ``rows × K`` symbols from ``data``.
 
-    The decoder reads 32-bit words without bounds checks, so the stream is zero-padded: a
-    damaged stream then decodes to garbage symbols instead of reading past the buffer (the
-    container's CRC rejects damaged streams before they get here anyway).
+    The stream is zero-padded by :func:`decode_padding`, since the compiled decoder does not
+    check bounds; a damaged stream then decodes to garbage symbols instead of reading past
+    the buffer (the container's CRC rejects accidentally damaged streams before they get here).
     """
     count = rows * tables.dims
-    padded = bytes(data) + bytes(16 + 8 * count)
+    padded = bytes(data) + bytes(decode_padding(len(data), count))
     indexes = torch.arange(tables.dims, dtype=torch.int32).repeat(rows).tolist()
     values = ans().RansDecoder().decode_with_indexes(
         padded, indexes, tables.cdf.tolist(), tables.length.tolist(), tables.offset.tolist()

@@ -21,7 +21,7 @@ from PIL import Image
 from vcinr.errors import InputError
 from vcinr.modalities.base import Modality
 from vcinr.modalities.common import atomic_path, check_suffix, reading, to_uint8
-from vcinr.signal import Signal, grid_coordinates
+from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
 _TO_GRAY = ("L", "1", "LA")
 _TO_RGB = ("RGB", "P", "PA", "RGBA", "RGBX", "RGBa", "CMYK", "YCbCr", "LAB", "HSV")
@@ -33,6 +33,8 @@ def read_image(path: Path) -> Signal:
     path = Path(path)
     check_suffix(path, SUFFIXES, "image")
     with reading(path, "image"), Image.open(path) as img:
+        if img.width * img.height > MAX_POINTS:  # before decoding: a small file may claim a huge image
+            raise InputError(f"{path}: {img.width}x{img.height} pixels is more than vcinr reads ({MAX_POINTS})")
         img.load()
         source_mode, source_format = img.mode, img.format
         if img.mode in _TO_GRAY:
