@@ -12,6 +12,11 @@ images and video, 16-bit samples for audio, ...), in the input's own format (or 
 modality's first writable format if the input's cannot be written).  So the PSNR that
 ``compress`` prints is the PSNR of ``decompress``'s output in that format.
 
+Signals that carry their own coordinates (a scene's cameras, see
+:meth:`vcinr.modalities.base.Modality.coords_from_meta`) are coded whole, as one item, with
+those coordinates taken from the signal's meta — which the bitstream stores, so the decoder
+renders exactly the views the encoder saw.
+
 Rate: ``bpp = 8 · (bytes of the .vci file, header included) / grid points``; for audio also
 ``kbps = 8 · bytes / seconds / 1000``.  The entropy model's estimate covers the payload only;
 the difference to the file size is the container overhead plus the coder's flush.
@@ -138,6 +143,14 @@ def _item_coords(loaded: LoadedModel, level: QualityLevel) -> torch.Tensor:
     return coords
 
 
+def _carried_coords(modality: str, meta: dict, grid: tuple[int, ...], name: str) -> torch.Tensor | None:
+    """Coordinates a decoded signal carries in ``meta`` (scenes' rays); ``None`` for grid modalities."""
+    try:
+        return get_modality(modality).coords_from_meta(meta, grid)
+    except InputError as exc:
+        raise BitstreamError(f"{name}: {exc}") from None
+
+
 def _read_input(path: Path, loaded: LoadedModel) -> Signal:
     spec = loaded.spec
     signal = read_signal(path, spec.modality)
@@ -173,12 +186,16 @@ def encode_signal(signal: Signal, loaded: LoadedModel, level: QualityLevel, prog
                   name: str = "input") -> tuple[bytes, float, int]:
     """``signal`` → ``.vci`` bytes; returns ``(bytes, estimated payload bits, patch count)``."""
     spec, model = loaded.spec, loaded.model
-    coords = _item_coords(loaded, level)
     item_shape = tuple(spec.item_shape)
     grid = signal.grid_shape
     if _points(grid) > MAX_POINTS:
         raise InputError(f"{name}: a grid of {list(grid)} is larger than vcinr codes ({MAX_POINTS} points)")
-    if spec.coord_range is None:
+    carried = get_modality(spec.modality).coords_from_meta(signal.meta, grid)
+    if carried is not None:  # one item with coordinates of its own
+        coords, item_shape = carried.reshape(1, -1, spec.in_dim), grid
+        patches = signal.features[None]
+    elif spec.coord_range is None:
+        coords = _item_coords(loaded, level)
         if grid != item_shape:
             raise InputError(f"{name}: grid {list(grid)} but this model only codes {spec.modality} signals of "
                              f"exactly {list(item_shape)} (it was trained without patches)")
@@ -190,6 +207,7 @@ def encode_signal(signal: Signal, loaded: LoadedModel, level: QualityLevel, prog
         if count * level.codec.symbol_dim > MAX_SYMBOLS:
             raise InputError(f"{name}: a grid of {list(grid)} needs {count} patches, more than vcinr codes at this "
                              f"quality level ({MAX_SYMBOLS // level.codec.symbol_dim})")
+        coords = _item_coords(loaded, level)
         patches = split_patches(signal.features, item_shape)
     features = patches.reshape(patches.shape[0], -1, spec.out_dim).float()
     phi = compute_latents(model, coords, features, BATCH, progress, "encode (inner loop)")
@@ -204,11 +222,11 @@ def encode_signal(signal: Signal, loaded: LoadedModel, level: QualityLevel, prog
     return data, level.codec.estimated_bits(symbols), int(symbols.shape[0])
 
 
-def decode_bytes(data: bytes, loaded: LoadedModel, name: str = "bitstream",
-                 level: QualityLevel | None = None) -> tuple[Signal, Header, QualityLevel]:
-    """``.vci`` bytes → decoded :class:`Signal`, validating everything against the model first."""
+def decode_latents(data: bytes, loaded: LoadedModel, name: str = "bitstream",
+                   level: QualityLevel | None = None) -> tuple[torch.Tensor, Header, QualityLevel]:
+    """``.vci`` bytes → the latents φ̂ ``(patches, D)``, validating everything against the model first."""
     header, payload = unpack(data)
-    spec, model = loaded.spec, loaded.model
+    spec = loaded.spec
     if header.model_fingerprint != fingerprint_prefix(loaded.fingerprint):
         raise BitstreamError(f"{name} was made for another model (fingerprint {short(header.model_fingerprint)}), "
                              f"not {loaded.directory} ({short(loaded.fingerprint)}); decode it with the model it was "
@@ -222,13 +240,16 @@ def decode_bytes(data: bytes, loaded: LoadedModel, name: str = "bitstream",
         level = load_level(loaded, info)
     codec = level.codec
     item_shape, grid = tuple(spec.item_shape), tuple(header.grid_shape)
+    carried = _carried_coords(spec.modality, header.meta, grid, name) if header.modality == spec.modality else None
+    if carried is not None:  # coded whole, with the coordinates from the meta
+        item_shape = grid
     if header.modality != spec.modality or header.channels != spec.out_dim:
         raise BitstreamError(f"{name}: header says {header.modality} with {header.channels} channels, the model "
                              f"codes {spec.modality} with {spec.out_dim}")
     if tuple(header.patch_shape) != item_shape or header.symbols_per_patch != codec.symbol_dim:
         raise BitstreamError(f"{name}: patch shape {list(header.patch_shape)} × {header.symbols_per_patch} symbols "
                              f"does not match the model ({list(item_shape)} × {codec.symbol_dim})")
-    if spec.coord_range is None:
+    if spec.coord_range is None or carried is not None:
         if grid != item_shape:
             raise BitstreamError(f"{name}: grid {list(grid)} differs from the model's {list(item_shape)}")
         expected = 1
@@ -248,14 +269,27 @@ def decode_bytes(data: bytes, loaded: LoadedModel, name: str = "bitstream",
     symbols = entropy.decode(payload, header.patch_count, codec.tables)
     if not codec.valid_symbols(symbols):
         raise BitstreamError(f"{name}: corrupt payload (symbols outside the codec's range)")
-    coords = _item_coords(loaded, level)
+    with torch.no_grad(), single_thread():
+        phi_hat = torch.cat([codec.from_symbols(symbols[start : start + BATCH])
+                             for start in range(0, symbols.shape[0], BATCH)])
+    return phi_hat, header, level
+
+
+def decode_bytes(data: bytes, loaded: LoadedModel, name: str = "bitstream",
+                 level: QualityLevel | None = None) -> tuple[Signal, Header, QualityLevel]:
+    """``.vci`` bytes → decoded :class:`Signal`, validating everything against the model first."""
+    phi_hat, header, level = decode_latents(data, loaded, name, level)
+    spec, model = loaded.spec, loaded.model
+    grid = tuple(header.grid_shape)
+    carried = _carried_coords(spec.modality, header.meta, grid, name)
+    item_shape = grid if carried is not None else tuple(spec.item_shape)
+    coords = carried.reshape(1, -1, spec.in_dim) if carried is not None else _item_coords(loaded, level)
     outputs = []
     with torch.no_grad(), single_thread():
-        for start in range(0, symbols.shape[0], BATCH):
-            phi_hat = codec.from_symbols(symbols[start : start + BATCH])
-            outputs.append(model.decode(coords, phi_hat).clamp(0.0, 1.0))
+        for start in range(0, phi_hat.shape[0], BATCH):
+            outputs.append(model.decode(coords, phi_hat[start : start + BATCH]).clamp(0.0, 1.0))
     patches = torch.cat(outputs).reshape(header.patch_count, *item_shape, spec.out_dim)
-    if spec.coord_range is None:
+    if spec.coord_range is None or carried is not None:
         features = patches[0]
         grid_coords = coords.reshape(*grid, spec.in_dim)
     else:
@@ -269,6 +303,8 @@ def decode_bytes(data: bytes, loaded: LoadedModel, name: str = "bitstream",
 
 
 def _reference_suffix(path: Path, modality: str) -> str:
+    if get_modality(modality).directory:
+        return ""
     writable = get_modality(modality).write_suffixes
     return path.suffix.lower() if path.suffix.lower() in writable else writable[0]
 
@@ -329,7 +365,7 @@ def decompress_file(vci: str | Path, model_dir: str | Path, output: str | Path,
         raise InputError(f"{vci}: no such file")
     loaded = load_model(model_dir)
     writable = get_modality(loaded.spec.modality).write_suffixes
-    if output.suffix.lower() not in writable:
+    if not get_modality(loaded.spec.modality).directory and output.suffix.lower() not in writable:
         raise InputError(f"{output}: cannot write {loaded.spec.modality} data as '{output.suffix or '(no suffix)'}' "
                          f"(writable: {', '.join(writable)})")
     data = vci.read_bytes()
@@ -343,5 +379,5 @@ def decompress_file(vci: str | Path, model_dir: str | Path, output: str | Path,
     )
 
 
-__all__ = ["CompressReport", "DecompressReport", "as_written", "compress_file", "decode_bytes",
+__all__ = ["CompressReport", "DecompressReport", "as_written", "compress_file", "decode_bytes", "decode_latents",
            "decompress_file", "encode_signal", "signal_quality"]
