@@ -111,3 +111,22 @@ def test_headers_claiming_huge_grids_are_refused_before_allocating(seeds):
                          model_fingerprint=fingerprint_prefix(patched.loaded.fingerprint))
         with pytest.raises(BitstreamError, match="larger than this decoder allows|cannot fit"):
             decode_bytes(pack(forged, payload), patched.loaded)
+
+
+def test_control_characters_in_the_header_never_reach_messages(seeds):
+    """Found by atheris: a forged modality name with a newline made a two-line error message."""
+    seed = seeds[0]
+    data = seed.data.replace(b"image", b"im!\ne", 1)
+    with pytest.raises(BitstreamError, match="modality name") as info:
+        decode_bytes(forge_crc(data), seed.loaded)
+    assert "\n" not in str(info.value)
+
+
+def test_cli_errors_escape_control_characters(tiny_cifar_codecs, tmp_path, vcinr_main, capsys):
+    bad = tmp_path / "evil\n\x1b[31mname.png"
+    bad.write_bytes(b"not an image")
+    argv = ["compress", str(bad), "--model", str(tiny_cifar_codecs), "-o", str(tmp_path / "o.vci"), "--quiet"]
+    assert vcinr_main(argv) == 2
+    err = capsys.readouterr().err
+    assert "evil\\n\\x1b[31mname.png: not a readable image" in err
+    assert err.count("\n") == 1 and "\x1b" not in err and "\\n" in err

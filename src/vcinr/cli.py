@@ -144,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _printable(message: str) -> str:
+    """Escape control characters (from file names or hostile files): the error stays one harmless line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -154,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         func(args)
     except VcinrError as exc:
-        print(f"vcinr {args.command}: error: {exc}", file=sys.stderr)
+        print(f"vcinr {args.command}: error: {_printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
         print(f"vcinr {args.command}: interrupted" + (f": {exc}" if str(exc) else ""), file=sys.stderr)

@@ -33,6 +33,7 @@ that are left before anything is decoded or allocated; consistency with a model
 from __future__ import annotations
 
 import json
+import re
 import struct
 import zlib
 from dataclasses import dataclass, field
@@ -47,6 +48,7 @@ FINGERPRINT_BYTES = 8
 MAX_NDIM = 8
 MAX_MODALITY = 32
 MAX_META = 1 << 20  # bytes of inflated meta JSON
+_MODALITY_NAME = re.compile(r"[a-z][a-z0-9_]*")
 MIN_SIZE = len(MAGIC) + 2 + 2 * FINGERPRINT_BYTES + 4  # magic, version, kind, fingerprints, CRC
 _RANGE_KEY = "\u0000arange"  # marks a folded arithmetic progression: {key: [first, step, count]}
 # Preset dictionary for the meta JSON: the keys and values the modality readers produce.
@@ -179,7 +181,7 @@ def pack(header: Header, payload: bytes) -> bytes:
     """Serialise header + payload and append the CRC-32."""
     modality = header.modality.encode("ascii")
     d = len(header.grid_shape)
-    if not 1 <= len(modality) <= MAX_MODALITY or not 1 <= d <= MAX_NDIM or len(header.patch_shape) != d:
+    if not _MODALITY_NAME.fullmatch(header.modality) or not 1 <= len(modality) <= MAX_MODALITY or not 1 <= d <= MAX_NDIM or len(header.patch_shape) != d:
         raise ValueError("header fields out of range")
     meta = encode_meta(header.meta)
     parts = [
@@ -257,10 +259,9 @@ def _parse(data: bytes) -> tuple[Header, bytes]:
     model_fp = reader.take(FINGERPRINT_BYTES, "model fingerprint").hex()
     codec_fp = reader.take(FINGERPRINT_BYTES, "codec fingerprint").hex()
     m = reader.varint("modality length", 1, MAX_MODALITY)
-    try:
-        modality = reader.take(m, "modality name").decode("ascii")
-    except UnicodeDecodeError:
-        raise BitstreamError("corrupt bitstream header (modality name is not ASCII)") from None
+    modality = reader.take(m, "modality name").decode("latin-1")
+    if not _MODALITY_NAME.fullmatch(modality):  # it is echoed in messages: no control characters
+        raise BitstreamError("corrupt bitstream header (modality name is not a lower-case ASCII identifier)")
     d = reader.varint("grid rank", 1, MAX_NDIM)
     channels = reader.varint("channels", 1)
     grid = tuple(reader.varint("grid shape", 1) for _ in range(d))
