@@ -188,7 +188,7 @@ TRAIN_CASES = {
     "negative gradient clip": (["--set", "train.grad_clip=-1"], "train.grad_clip must be positive"),
     "zero width": (["--set", "model.width=0"], "model.width must be positive"),
     "test fraction above 1": (["--set", "data.test_fraction=2"], "data.test_fraction must be in [0, 1]"),
-    "a model too large for memory": (["--set", "model.width=1000000000"], "out of memory"),
+    "patches too large for memory": (["--set", "data.patch=[100000,100000]"], "out of memory"),
     "empty data folder": (["--data", "{empty}"], "no CIFAR-10 train data"),
     "corrupt data files": (["--data", "{corrupt}"], "not a readable"),
     "data of another modality": (["--data", str(DATA / "librispeech")], "no CIFAR-10 train data"),
