@@ -106,7 +106,7 @@ def test_bad_input_is_a_one_line_error(tiny_cifar_codecs, cifar_png, data_dir, t
         "is not image data": ["compress", str(flac), "--model", model, "-o", str(tmp_path / "a.vci")],
         "1 channel but the model was trained on 3": ["compress", str(gray), "--model", model, "-o", str(tmp_path / "b.vci")],
         "only codes image signals of exactly [32, 32]": ["compress", str(big), "--model", model, "-o", str(tmp_path / "c.vci")],
-        "not a vcinr model directory": ["compress", str(cifar_png), "--model", str(tmp_path / "nope"), "-o", str(tmp_path / "d.vci")],
+        "neither a model directory nor a bundled model": ["compress", str(cifar_png), "--model", str(tmp_path / "nope"), "-o", str(tmp_path / "d.vci")],
         "no quality level '9'": ["compress", str(cifar_png), "--model", model, "-q", "9", "-o", str(tmp_path / "e.vci")],
         "no such file": ["compress", str(tmp_path / "missing.png"), "--model", model, "-o", str(tmp_path / "f.vci")],
         "not a vcinr bitstream": ["decompress", str(cifar_png), "--model", model, "-o", str(tmp_path / "g.png")],
