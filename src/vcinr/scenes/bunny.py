@@ -40,8 +40,8 @@ UP = np.array([0.0, 1.0, 0.0])  # the bunny's (PLY) up axis
 
 @dataclass
 class SceneSettings:
-    scenes: int = 10
-    test_scenes: int = 2
+    scenes: int = 40
+    test_scenes: int = 4
     views: int = 30
     size: int = 64
     supersample: int = 2
@@ -122,9 +122,9 @@ def make_scenes(out: str | Path, settings: SceneSettings | None = None, mesh: st
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = SceneSettings()
     parser.add_argument("out", type=Path, help="folder to create (train/ and test/ scene folders go inside)")
-    parser.add_argument("--scenes", type=int, default=defaults.scenes, help="number of scenes (default: 10)")
+    parser.add_argument("--scenes", type=int, default=defaults.scenes, help="number of scenes (default: 40)")
     parser.add_argument("--test-scenes", type=int, default=defaults.test_scenes,
-                        help="how many of them go to test/ (default: 2)")
+                        help="how many of them go to test/ (default: 4)")
     parser.add_argument("--views", type=int, default=defaults.views, help="views per scene (default: 30)")
     parser.add_argument("--size", type=int, default=defaults.size, help="view width and height in pixels (default: 64)")
     parser.add_argument("--supersample", type=int, default=defaults.supersample,
