@@ -3,7 +3,8 @@
 For each dataset (CIFAR-10 images, LibriSpeech 400-sample patches) and each dim(φ) in
 ``--dims`` this meta-trains the same base SIREN (the ``*-tiny`` presets: width 64, depth 4,
 3 second-order Meta-SGD inner steps, batch 16, Adam 1e-3, seed 0) with each conditioning
-scheme, and reports the test PSNR after 3 inner steps.
+scheme, and reports the test PSNR after 3 inner steps.  Only the initial Meta-SGD step size
+differs between schemes (``INNER_LR`` below: each scheme's published value).
 
 Budget: every run of a dataset gets the *same number of outer steps*.  The CPU is shared with
 other jobs, so a wall-clock budget would hand runs different amounts of compute depending on
@@ -16,6 +17,10 @@ dim(φ) per item); the runner counts the non-zeros of the adapted test codes and
 Usage::
 
     python experiments/table1.py --out runs/table1 --results docs/results
+    python experiments/table1.py --schemes vcinr --outer-lr 3e-4      # a sensitivity row
+
+Runs at another ``--outer-lr`` than the presets' 1e-3 are recorded beside the main ones
+(``outer_lr`` in each record) and drawn dashed.
 
 Runs live in ``OUT/<dataset>-<scheme>-<dim>/`` (re-running resumes or skips finished runs);
 ``RESULTS/table1.json`` holds every run's final PSNR, learning curve, budget, CPU time,
@@ -48,6 +53,7 @@ DATASETS = {"cifar10": ("cifar10-tiny", DATA / "cifar10"), "librispeech": ("libr
 # all on CIFAR-10 (test PSNR 13.2 dB → 12.9 dB over 250 steps), so a shared value would only
 # measure which scheme the preset was written for.
 INNER_LR = {"functa": 1e-2, "mscn": 1e-2, "vcinr": 1.0}
+PRESET_OUTER_LR = 1e-3  # the *-tiny presets' Adam learning rate, shared by every scheme in the main table
 COLOURS = {"functa": "tab:orange", "mscn": "tab:green", "vcinr": "tab:blue"}
 
 
@@ -62,10 +68,17 @@ def stored_entries(model_dir: Path, eval_items: int) -> tuple[float, int]:
     return float(nonzero.float().mean()), int(nonzero.max())
 
 
+def run_key(record: dict) -> tuple:
+    """What identifies a run: the same key is the same run (records before ``outer_lr`` used 1e-3)."""
+    return (record["dataset"], record["scheme"], record["dim_phi"], record.get("outer_lr", PRESET_OUTER_LR))
+
+
 def run_one(dataset: str, scheme: str, dim: int, steps: int, args: argparse.Namespace) -> dict:
     preset, data = DATASETS[dataset]
-    out = args.out / f"{dataset}-{scheme}-{dim}"
+    suffix = "" if args.outer_lr == PRESET_OUTER_LR else f"-outer{args.outer_lr:g}"
+    out = args.out / f"{dataset}-{scheme}-{dim}{suffix}"
     config = load_config(preset, {
+        "train.outer_lr": args.outer_lr,
         "data.path": str(data), "model.conditioning": scheme, "model.latent_dim": dim,
         "meta.lr_init": [INNER_LR[scheme]] * 2,
         "train.steps": steps, "train.eval_every": args.eval_every, "train.eval_items": args.eval_items,
@@ -79,7 +92,7 @@ def run_one(dataset: str, scheme: str, dim: int, steps: int, args: argparse.Name
     record = {
         "dataset": dataset, "scheme": scheme, "dim_phi": dim, "stored_nonzero_mean": mean_nz,
         "stored_nonzero_max": max_nz, "latent_entries": config.model.latent_dim * (config.model.mscn.pool if scheme == "mscn" else 1),
-        "inner_lr_init": INNER_LR[scheme], "steps": result.steps, "psnr": result.final["psnr"], "psnr_untrained": result.initial["psnr"],
+        "inner_lr_init": INNER_LR[scheme], "outer_lr": args.outer_lr, "steps": result.steps, "psnr": result.final["psnr"], "psnr_untrained": result.initial["psnr"],
         "curve": curve, "cpu_seconds": clock.cpu, "wall_seconds": clock.wall,
         "train_seconds_recorded": result.seconds, "seed": args.seed, "preset": preset, "finished": utc_now(),
     }
@@ -95,7 +108,10 @@ def plot(runs: list[dict], datasets: list[str], dims: list[int], path: Path) -> 
             ax = axes[i][j]
             for run in (r for r in runs if r["dataset"] == dataset and r["dim_phi"] == dim):
                 steps, psnr = zip(*run["curve"])
-                ax.plot(steps, psnr, marker=".", color=COLOURS[run["scheme"]], label=run["scheme"])
+                sensitivity = run.get("outer_lr", PRESET_OUTER_LR) != PRESET_OUTER_LR
+                label = run["scheme"] + (f", outer lr {run['outer_lr']:g}" if sensitivity else "")
+                ax.plot(steps, psnr, marker=".", color=COLOURS[run["scheme"]], label=label,
+                        linestyle="--" if sensitivity else "-")
             ax.set_title(f"{dataset}, dim(φ) = {dim}", fontsize=9)
             ax.set_xlabel("outer step", fontsize=8)
             ax.set_ylabel("test PSNR after 3 steps (dB)", fontsize=8)
@@ -119,29 +135,37 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=50)
     parser.add_argument("--eval-items", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--outer-lr", type=float, default=PRESET_OUTER_LR,
+                        help="Adam learning rate of the outer loop (default: the presets' 1e-3)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
 
     json_path = args.results / "table1.json"
     previous = json.loads(json_path.read_text())["runs"] if json_path.is_file() else []
-    finished = {(r["dataset"], r["scheme"], r["dim_phi"], r["steps"]): r for r in previous}
+    finished = {(*run_key(r), r["steps"]): r for r in previous}
+    args.results.mkdir(parents=True, exist_ok=True)
     runs = []
+
+    def write() -> list[dict]:
+        """Record after every run, so an interrupted sweep keeps the CPU times it measured."""
+        done = {run_key(r) for r in runs}
+        kept = runs + [r for r in previous if run_key(r) not in done]
+        json_path.write_text(json.dumps({"experiment": "table1", "machine": machine(), "runs": kept}, indent=1))
+        return kept
+
     for dataset in args.datasets:
         steps = args.cifar_steps if dataset == "cifar10" else args.audio_steps
         for dim in args.dims:
             for scheme in args.schemes:
                 # a run already recorded keeps its record (and the CPU time it took the first time)
-                record = finished.get((dataset, scheme, dim, steps))
+                record = finished.get((dataset, scheme, dim, args.outer_lr, steps))
                 runs.append(record or run_one(dataset, scheme, dim, steps, args))
-    done = {(r["dataset"], r["scheme"], r["dim_phi"]) for r in runs}
-    runs += [r for r in previous if (r["dataset"], r["scheme"], r["dim_phi"]) not in done]
-    args.results.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps({"experiment": "table1", "machine": machine(), "runs": runs}, indent=1))
-    datasets = [d for d in DATASETS if any(r["dataset"] == d for r in runs)]
-    dims = sorted({r["dim_phi"] for r in runs})
-    plot(runs, datasets, dims, args.results / "table1.png")
+                write()
+    kept = write()
+    datasets = [d for d in DATASETS if any(r["dataset"] == d for r in kept)]
+    dims = sorted({r["dim_phi"] for r in kept})
+    plot(kept, datasets, dims, args.results / "table1.png")
     print(f"wrote {json_path} and {args.results / 'table1.png'}")
-
 
 if __name__ == "__main__":
     main()
