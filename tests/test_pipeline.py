@@ -1,4 +1,4 @@
-"""compress → .vci → decompress on real files: images (whole and patched), audio, the sphere.
+"""compress → .vci → decompress on real files: images (whole and patched), audio, video, the sphere, voxels.
 
 Each test checks what a user relies on: the output has the original's shape and format, the
 PSNR that ``compress`` reports is exactly the PSNR of the decompressed file against the
@@ -175,6 +175,36 @@ def test_audio_round_trip(audio_model, data_dir, tmp_path):
     assert report.patches == 62  # ceil(12345 / 200)
     assert report.kbps == pytest.approx(8 * report.bytes / (12345 / 16000) / 1000)
     assert "kbps" in report.summary()
+
+
+# --- video: real clips, 2×8×8 patches, lossless FFV1 in Matroska ---------------------------
+
+
+def test_video_round_trip(tiny_model_factory, tiny_config, data_dir, tmp_path):
+    from vcinr.modalities import write_signal
+    from vcinr.modalities.video import read_video
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for name in ("realshort.mp4", "mmaction2_test.avi"):
+        (clips / name).symlink_to(data_dir / "video" / name)
+    config = tiny_config("video", clips, patch=[2, 8, 8], steps=20, batch_size=4,
+                         options={"frames": 4, "size": 16, "clips_per_video": 2})
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_factory("video", config), model)
+    fit_codecs(model, settings=QUICK_FIT, progress=False)
+    # a held-out clip (the GIF was not among the training videos), 5 frames of 20×24: neither a
+    # multiple of the 2×8×8 patches in time nor in space
+    source = tmp_path / "cricket.mkv"
+    write_signal(read_video(data_dir / "video" / "v_CricketShot_g04_c01_rgb.gif", max_frames=5, size=(20, 24)), source)
+    vci, out = tmp_path / "cricket.vci", tmp_path / "out.mkv"
+    report = compress_file(source, model, "1", vci)
+    decompress_file(vci, model, out)
+    original, decoded = check_round_trip(report, source, out)
+    assert report.grid_shape == (5, 20, 24) and report.patches == 3 * 3 * 3
+    assert original.features.shape == (5, 20, 24, 3)
+    assert report.bpp == 8 * vci.stat().st_size / (5 * 20 * 24)
+    assert original.meta["fps"] == pytest.approx(25.0) and decoded.meta["fps"] == original.meta["fps"]
 
 
 # --- the sphere: an ERA5 temperature field, fitted whole ------------------------------------
