@@ -95,3 +95,42 @@ def test_diverging_run_is_a_one_line_cli_error(tiny_config, data_dir, tmp_path, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "training diverged" in err and "Traceback" not in err
     assert not (tmp_path / "run" / "model.safetensors").exists()
+
+
+# --- divergence without non-finite numbers: the run gets worse and settles there ---------------
+
+
+def test_divergence_warning_compares_the_final_validation_with_the_best(tmp_path):
+    records = [{"step": 0, "val_psnr": 15.4}, {"step": 5, "loss": 0.1}, {"step": 1500, "val_psnr": 21.13},
+               {"step": 2000, "val_psnr": 13.2}]
+    (tmp_path / training.METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
+    warning = training.divergence_warning(tmp_path, {"loss": 0.05, "psnr": 13.17})
+    assert "peaked at 21.13 dB (step 1500) and ended at 13.17 dB" in warning and "train.outer_lr" in warning
+    assert training.divergence_warning(tmp_path, {"loss": 0.01, "psnr": 20.5}) is None  # within 1 dB of the best
+    assert training.divergence_warning(tmp_path / "missing", {"psnr": 1.0}) is None
+    (tmp_path / training.METRICS_FILE).write_text(json.dumps({"step": 0, "val_accuracy": 0.97}) + "\n")
+    assert "0.90" in training.divergence_warning(tmp_path, {"accuracy": 0.90})
+
+
+def test_cli_warns_when_validation_ends_far_below_its_best(tiny_config, data_dir, tmp_path, monkeypatch, capsys):
+    import yaml
+
+    config = tiny_config("cifar10", data_dir / "cifar10", steps=4, max_items=16, batch_size=4, inner_steps=1)
+    config.train.eval_every = 2
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(json.loads(json.dumps(config.to_dict()))))
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "good"), "--quiet"]) == 0
+    assert "warning" not in capsys.readouterr().err  # a run that improves says nothing
+
+    real, calls = training.evaluate, []
+
+    def worsening(*args, **kwargs):  # the real evaluation, reported 3 dB lower at every call
+        calls.append(1)
+        result = real(*args, **kwargs)
+        return {**result, "psnr": result["psnr"] + 10.0 - 3.0 * len(calls)}
+
+    monkeypatch.setattr(training, "evaluate", worsening)
+    assert main(["train", "--config", str(path), "--out", str(tmp_path / "bad"), "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "vcinr train: warning: validation psnr peaked" in err and "(step 0)" in err
+    assert (tmp_path / "bad" / "model.safetensors").exists()  # the last model is still written

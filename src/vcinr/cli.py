@@ -22,7 +22,7 @@ EXIT_USAGE = 2
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from vcinr.config import load_config
-    from vcinr.meta.training import train
+    from vcinr.meta.training import divergence_warning, train
 
     overrides = {}
     if args.data is not None:
@@ -49,6 +49,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
     print(f"trained {result.steps} steps in {result.seconds:.0f} s -> {args.out}")
     print(f"test {metric} after {config.meta.inner_steps} inner steps: "
           f"{result.initial[metric]:.2f}{unit} (untrained) -> {result.final[metric]:.2f}{unit} (meta-learned)")
+    warning = divergence_warning(args.out, result.final)
+    if warning:
+        print(f"vcinr train: warning: {warning}", file=sys.stderr)
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:

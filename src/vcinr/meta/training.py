@@ -59,6 +59,10 @@ from vcinr.modalities import get_modality
 
 CHECKPOINT_FILE, METRICS_FILE = "checkpoint.safetensors", "metrics.jsonl"
 MAX_BAD_STEPS = 10  # consecutive non-finite steps before a run is declared diverged
+# How far the final validation may fall below the run's best before we call it a divergence:
+# second-order meta-learning can leave a good region and settle far below it without any
+# non-finite number (VC-INR at a high outer learning rate, paper appendix E.1).
+DIVERGED_DROP = {"psnr": 1.0, "accuracy": 0.02}
 
 
 def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
@@ -373,6 +377,29 @@ def _train(config: Config, out: Path, progress: bool, ctx: DistContext) -> Train
     if not ctx.is_main:
         fingerprint = fingerprint_file(out / WEIGHTS_FILE)
     return TrainResult(step, initial, final, elapsed, fingerprint)
+
+
+def divergence_warning(out: str | Path, final: dict[str, float]) -> str | None:
+    """A hint when the final validation is far below the best one in ``metrics.jsonl``, else ``None``.
+
+    The written model is always the last one (the validation items are the test split, so
+    picking the best by them would report a selected, optimistic figure); this only says
+    that the run got worse and what to change.
+    """
+    metric = "psnr" if "psnr" in final else "accuracy"
+    path = Path(out) / METRICS_FILE
+    if not path.is_file():
+        return None
+    peaks = [(r[f"val_{metric}"], r["step"]) for r in map(json.loads, path.read_text().splitlines())
+             if f"val_{metric}" in r]
+    if not peaks:
+        return None
+    best, step = max(peaks)
+    if best - final[metric] <= DIVERGED_DROP[metric]:
+        return None
+    unit = " dB" if metric == "psnr" else ""
+    return (f"validation {metric} peaked at {best:.2f}{unit} (step {step}) and ended at {final[metric]:.2f}{unit}: "
+            "meta-learning probably diverged; try a lower outer learning rate, e.g. --set train.outer_lr=3e-4")
 
 
 def _log(path: Path, record: dict[str, Any]) -> None:
