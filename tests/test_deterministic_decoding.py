@@ -1,12 +1,14 @@
 """The same .vci decodes bit-identically in separate processes running 1 and 2 threads.
 
-Decoding pins torch to one thread (``pipeline.single_thread``), so float reductions happen in
-the same order whatever the process's thread count, and the range coder uses the integer
+Decoding pins every torch op to one thread (``pipeline.single_thread``) and spreads whole,
+fixed batches over the process's threads (``pipeline.map_batches``), so float reductions
+happen in the same order whatever the process's thread count, and the range coder uses the integer
 CDF tables stored with the quality level: nothing float-valued is recomputed on the decoder
 side that could round differently.
 """
 
 import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -70,3 +72,39 @@ def test_decoder_uses_the_stored_integer_cdfs(tiny_cifar_codecs, monkeypatch):
         assert stored["tables.cdf"].dtype == torch.int32 and torch.equal(tables.cdf, stored["tables.cdf"])
         assert torch.equal(tables.length, stored["tables.length"]) and torch.equal(tables.offset, stored["tables.offset"])
         assert all(int(row[int(n) - 1]) == 2**entropy.PRECISION for row, n in zip(tables.cdf, tables.length))
+
+
+def test_multi_batch_decoding_spread_over_threads_is_bit_identical(tmp_path):
+    """A 96-patch image is decoded as two batches, on two threads at once when the process has two."""
+    from vcinr.bundled import resolve_model
+
+    model = resolve_model("image")
+    source = tmp_path / "crop.png"
+    source.write_bytes((Path(__file__).resolve().parents[1] / "src/vcinr/samples/demo/kodim20-crop.png").read_bytes())
+    vci = tmp_path / "crop.vci"
+    report = compress_file(source, model, "1", vci)
+    assert report.patches == 96  # more than one decoder batch (pipeline.BATCH = 64)
+    outputs = []
+    for threads in (1, 2, 3):
+        out = tmp_path / f"t{threads}"
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        subprocess.run([sys.executable, "-c", SCRIPT, str(threads), str(vci), str(model), str(out)],
+                       check=True, env=env, timeout=120)
+        outputs.append((np.load(f"{out}.npy").tobytes(), (tmp_path / f"t{threads}.png").read_bytes()))
+    assert outputs[0] == outputs[1] == outputs[2]
+    here, _, _ = decode_bytes(vci.read_bytes(), load_model(model))
+    assert here.features.numpy().tobytes() == outputs[0][0]
+
+
+def test_map_batches_gives_the_same_bits_for_any_number_of_workers():
+    from vcinr.pipeline import BATCH, map_batches, single_thread
+
+    generator = torch.Generator().manual_seed(0)
+    weight = torch.randn(128, 128, generator=generator)
+    items = torch.randn(3 * BATCH + 5, 300, 128, generator=generator)
+    results = []
+    for workers in (1, 2, 4):
+        with single_thread():
+            results.append(map_batches(lambda x: torch.sin(x @ weight), items, workers))
+    assert results[0].shape == (3 * BATCH + 5, 300, 128) and not results[0].requires_grad
+    assert all(torch.equal(results[0], r) for r in results[1:])

@@ -27,7 +27,8 @@ from __future__ import annotations
 import math
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,19 +165,38 @@ def _read_input(path: Path, loaded: LoadedModel) -> Signal:
 
 
 @contextmanager
-def single_thread() -> Iterator[None]:
-    """Run torch on one thread: float results then do not depend on the machine's core count.
+def single_thread() -> Iterator[int]:
+    """Run each torch op on one thread: float results then do not depend on the core count.
 
     The decoder's φ̂ and INR outputs go through float matmuls whose reduction order may depend
     on the number of threads; fixing it keeps decoding bit-identical across processes (on the
-    same platform), so the encoder's PSNR is exactly the decoder's.
+    same platform), so the encoder's PSNR is exactly the decoder's.  Yields the thread count
+    the process had, for :func:`map_batches` to spread whole batches over.
     """
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        yield
+        yield threads
     finally:
         torch.set_num_threads(threads)
+
+
+def map_batches(fn: Callable[[torch.Tensor], torch.Tensor], items: torch.Tensor, workers: int) -> torch.Tensor:
+    """``fn`` on fixed batches of ``BATCH`` items, ``workers`` batches at a time, without autograd.
+
+    Meant inside :func:`single_thread`: every batch is then computed on one thread the same way
+    whichever thread runs it, so the result is bit-identical for any ``workers``, and a
+    decoder still uses every core (torch releases the GIL inside its ops).
+    """
+    def run(start: int) -> torch.Tensor:
+        with torch.no_grad():  # grad mode is per thread
+            return fn(items[start : start + BATCH])
+
+    starts = range(0, items.shape[0], BATCH)
+    if workers <= 1 or len(starts) <= 1:
+        return torch.cat([run(start) for start in starts])
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return torch.cat(list(pool.map(run, starts)))
 
 
 # --- encode / decode in memory ----------------------------------------------------------------
@@ -284,11 +304,9 @@ def decode_bytes(data: bytes, loaded: LoadedModel, name: str = "bitstream",
     carried = _carried_coords(spec.modality, header.meta, grid, name)
     item_shape = grid if carried is not None else tuple(spec.item_shape)
     coords = carried.reshape(1, -1, spec.in_dim) if carried is not None else _item_coords(loaded, level)
-    outputs = []
-    with torch.no_grad(), single_thread():
-        for start in range(0, phi_hat.shape[0], BATCH):
-            outputs.append(model.decode(coords, phi_hat[start : start + BATCH]).clamp(0.0, 1.0))
-    patches = torch.cat(outputs).reshape(header.patch_count, *item_shape, spec.out_dim)
+    with single_thread() as workers:
+        decoded = map_batches(lambda code: model.decode(coords, code).clamp(0.0, 1.0), phi_hat, workers)
+    patches = decoded.reshape(header.patch_count, *item_shape, spec.out_dim)
     if spec.coord_range is None or carried is not None:
         features = patches[0]
         grid_coords = coords.reshape(*grid, spec.in_dim)
