@@ -14,8 +14,8 @@ Every decode goes through the real files: ``compress_file`` writes the ``.vci``,
 
 Usage::
 
-    python experiments/pictures.py --image-model runs/table1/cifar10-vcinr-128 --image-quality 4 \\
-        --audio-model runs/table1/librispeech-vcinr-256 --audio-quality 1 --results docs/results
+    python experiments/pictures.py --image-model src/vcinr/models/image --image-quality 3 --images 0 1 \\
+        --audio-model src/vcinr/models/audio --audio-quality 3 --results docs/results
 """
 
 from __future__ import annotations

@@ -108,8 +108,9 @@ def plot(runs: list[dict], datasets: list[str], dims: list[int], path: Path) -> 
             ax = axes[i][j]
             for run in (r for r in runs if r["dataset"] == dataset and r["dim_phi"] == dim):
                 steps, psnr = zip(*run["curve"])
-                sensitivity = run.get("outer_lr", PRESET_OUTER_LR) != PRESET_OUTER_LR
-                label = run["scheme"] + (f", outer lr {run['outer_lr']:g}" if sensitivity else "")
+                outer_lr = run_key(run)[3]
+                sensitivity = outer_lr != PRESET_OUTER_LR
+                label = run["scheme"] + (f", outer lr {outer_lr:g}" if sensitivity else "")
                 ax.plot(steps, psnr, marker=".", color=COLOURS[run["scheme"]], label=label,
                         linestyle="--" if sensitivity else "-")
             ax.set_title(f"{dataset}, dim(φ) = {dim}", fontsize=9)
@@ -166,6 +167,7 @@ def main() -> None:
     dims = sorted({r["dim_phi"] for r in kept})
     plot(kept, datasets, dims, args.results / "table1.png")
     print(f"wrote {json_path} and {args.results / 'table1.png'}")
+
 
 if __name__ == "__main__":
     main()

@@ -289,9 +289,8 @@ def decode_latents(data: bytes, loaded: LoadedModel, name: str = "bitstream",
     symbols = entropy.decode(payload, header.patch_count, codec.tables)
     if not codec.valid_symbols(symbols):
         raise BitstreamError(f"{name}: corrupt payload (symbols outside the codec's range)")
-    with torch.no_grad(), single_thread():
-        phi_hat = torch.cat([codec.from_symbols(symbols[start : start + BATCH])
-                             for start in range(0, symbols.shape[0], BATCH)])
+    with single_thread() as workers:
+        phi_hat = map_batches(codec.from_symbols, symbols, workers)
     return phi_hat, header, level
 
 
