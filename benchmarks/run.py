@@ -206,19 +206,21 @@ def _cifar_batch():
     return torch.rand(BATCH, SIDE * SIDE, 3), "uniform noise (CIFAR-10 not found)"
 
 
-def _meta_step_case(name: str, device: str, compile_: bool) -> Case:
+def _meta_step_case(name: str, device: str, compile_: bool, workers: int | None) -> Case:
     kind, scheme = name.split("/")
     if kind == "baseline":
         return _coin_baseline_case(name, device)
-    return _meta_step(name, scheme, kind == "memory", device, compile_)
+    return _meta_step(name, scheme, kind == "memory", device, compile_, workers)
 
 
-def _meta_step(name: str, scheme: str, checkpointing: bool, device: str, compile_: bool) -> Case:
+def _meta_step(name: str, scheme: str, checkpointing: bool, device: str, compile_: bool,
+               workers: int | None) -> Case:
+    """The outer step as ``vcinr train`` runs it (``workers``: ``None`` picks what training picks)."""
     import torch
 
     from vcinr.meta.flops import meta_step_flops
     from vcinr.meta.model import ItemSpec, build_model
-    from vcinr.meta.performance import meta_loss_function
+    from vcinr.meta.performance import meta_backward, meta_loss_function, step_workers
     from vcinr.signal import grid_coordinates
 
     torch.manual_seed(0)
@@ -228,14 +230,16 @@ def _meta_step(name: str, scheme: str, checkpointing: bool, device: str, compile
     targets, source = _cifar_batch()
     targets = targets.to(device)
     meta_loss = meta_loss_function(model, compile_)
+    params = list(model.parameters())
+    workers = step_workers(device, compile_) if workers is None else workers
 
     def step() -> None:
         optimizer.zero_grad(set_to_none=True)
-        meta_loss(coords, targets, checkpointing=checkpointing).backward()
+        meta_backward(meta_loss, params, coords, targets, workers, checkpointing=checkpointing)
         optimizer.step()
 
     return Case(name, step, meta_step_flops(model, BATCH, SIDE * SIDE),
-                {"data": source, "checkpointing": checkpointing, "compile": compile_})
+                {"data": source, "checkpointing": checkpointing, "compile": compile_, "workers": workers})
 
 
 def _coin_baseline_case(name: str, device: str) -> Case:
@@ -387,7 +391,7 @@ def build_case(name: str, spec: dict) -> Case:
         return _inr_case(name, Path(spec["model_dir"]))
     if name in ("encode", "decode"):
         return _codec_case(name, Path(spec["model_dir"]), spec["device"])
-    return _meta_step_case(name, spec["device"], spec["compile"])
+    return _meta_step_case(name, spec["device"], spec["compile"], spec.get("workers"))
 
 
 # --- worker / driver --------------------------------------------------------------------------
@@ -461,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (meta-step and memory cases)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the meta-step (as VCINR_COMPILE=1)")
+    parser.add_argument("--workers", type=int, help="threads a meta-step splits its batch over (default: as "
+                        "training does: --threads on CPU, 1 on a GPU or with --compile)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latest.json"), help="JSON results file")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -475,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
     cases = [n for n in names if n in wanted or n.split("/")[0] in wanted]
     if not cases:
         parser.error(f"no such case in {args.cases!r}; cases: {', '.join(names)}")
-    base = {"threads": args.threads, "device": args.device, "repeats": args.repeats, "compile": args.compile}
+    base = {"threads": args.threads, "device": args.device, "repeats": args.repeats, "compile": args.compile,
+            "workers": args.workers}
     with tempfile.TemporaryDirectory(prefix="vcinr-bench-") as tmp:
         if any(c in codec_names for c in cases):
             print("preparing the encode/decode model (untrained VC-INR, 8-bit uniform level) ...", flush=True)

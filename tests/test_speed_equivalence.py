@@ -279,3 +279,60 @@ def test_analytic_flops_equal_the_executed_products(scheme, gate_first_layer):
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model.decode(coords, model.conditioning.code(state))
     assert counter.get_total_flops() == decode_flops(model, batch, points).forward
+
+
+# --- the meta-step split over threads (meta.performance.meta_backward) --------------------------
+
+
+def split_backward(model, coords, targets, workers, seed=5):
+    from vcinr.meta.performance import meta_backward
+
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(seed)
+    loss = meta_backward(model.meta_loss, list(model.parameters()), coords, targets, workers)
+    return loss, {name: p.grad.clone() for name, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("per_item_coords", [False, True])
+@pytest.mark.parametrize("scheme", ["functa", "vcinr"])
+def test_split_meta_step_equals_one_batch(scheme, per_item_coords):
+    """Splitting the batch over 2 or 3 threads (parts of 2+2 and 1+1+2 items) is the same step."""
+    model = make_model(scheme, torch.float64).train()
+    coords, targets = make_batch(torch.float64)
+    if per_item_coords:
+        coords = coords.expand(targets.shape[0], *coords.shape) + 0.01 * torch.rand(targets.shape[0], *coords.shape,
+                                                                                       dtype=torch.float64)
+    whole_loss, whole = split_backward(model, coords, targets, workers=1)
+    for workers in (2, 3):
+        loss, grads = split_backward(model, coords, targets, workers)
+        assert_close(loss, whole_loss, torch.float64)
+        assert grads.keys() == whole.keys()
+        for name in whole:
+            assert_close(grads[name], whole[name], torch.float64)
+
+
+def test_split_meta_step_draws_each_parts_noise_from_its_own_generator():
+    """MSCN's gate noise: repeatable whatever the threads' timing, and each part's own draw."""
+    from vcinr.inr import noise
+
+    model = make_model("mscn", torch.float64).train()
+    coords, targets = make_batch(torch.float64)
+    loss, grads = split_backward(model, coords, targets, workers=2)
+    again_loss, again = split_backward(model, coords, targets, workers=2)
+    assert torch.equal(loss, again_loss) and all(torch.equal(grads[n], again[n]) for n in grads)
+
+    # The same parts computed one after the other, each under a generator seeded as the step seeds it.
+    model.zero_grad(set_to_none=True)
+    torch.manual_seed(5)
+    seeds = torch.randint(0, 2**62, (2,)).tolist()
+    expected = torch.zeros((), dtype=torch.float64)
+    for part, seed in zip((slice(0, 2), slice(2, 4)), seeds):
+        with noise.thread_generator(torch.Generator().manual_seed(seed)):
+            part_loss = model.meta_loss(coords, targets[part]) / 2
+        part_loss.backward()
+        expected += part_loss.detach()
+    assert_close(loss, expected, torch.float64)
+    for name, p in model.named_parameters():
+        assert_close(grads[name], p.grad, torch.float64)
+    unsplit_loss, _ = split_backward(model, coords, targets, workers=1)
+    assert abs(unsplit_loss - loss) > 1e-5  # other noise than the global generator's (float rounding: ~1e-16)

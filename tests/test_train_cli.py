@@ -53,6 +53,30 @@ def test_rerun_resumes_and_matches_an_uninterrupted_run(tmp_path):
     assert steps == sorted(steps) and len(steps) == len(set(steps))
 
 
+def test_training_split_over_threads_repeats_exactly(tmp_path, monkeypatch):
+    """With 2 torch threads each step splits its batch over 2 threads (MSCN: noise per part);
+    a run stopped and resumed still equals an uninterrupted one bit for bit."""
+    import vcinr.meta.training as training
+
+    used = []
+    original = training.meta_backward
+    monkeypatch.setattr(training, "meta_backward",
+                        lambda *args, **kwargs: used.append(args[4]) or original(*args, **kwargs))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        config = tiny_config(tmp_path, steps=4, conditioning="mscn")
+        straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+        assert main(["train", "--config", str(config), "--out", str(straight), "--quiet"]) == 0
+        assert main(["train", "--config", str(config), "--out", str(resumed), "--steps", "2", "--quiet"]) == 0
+        assert main(["train", "--config", str(config), "--out", str(resumed), "--quiet"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert used == [2] * 8
+    a, b = load_model(straight).model.state_dict(), load_model(resumed).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resuming_with_another_config_is_refused(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--config", str(tiny_config(tmp_path)), "--out", str(out), "--steps", "1", "--quiet"]) == 0

@@ -31,6 +31,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from vcinr.inr import noise
 from vcinr.inr.siren import Modulations
 
 
@@ -154,7 +155,8 @@ class SparseShiftConditioning(Conditioning):
     def _gates_and_slope(self, logits: torch.Tensor, stochastic: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """The gates and their derivative w.r.t. the logits (``budget`` kept unless stochastic)."""
         if stochastic:
-            u = torch.rand_like(logits).clamp(1e-6, 1 - 1e-6)
+            u = torch.rand(logits.shape, generator=noise.generator(), dtype=logits.dtype,
+                           device=logits.device).clamp(1e-6, 1 - 1e-6)
             s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + logits) / self.BETA)
             ds = s * (1 - s) / self.BETA
         else:

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from vcinr.inr import noise
+
 Field = Callable[[torch.Tensor], torch.Tensor]
 # Rays rendered at once per item without autograd (decoding, evaluation): keeps the points of a
 # chunk near 2**16 per item, i.e. activations of a few MiB.
@@ -82,7 +84,8 @@ class VolumeRenderer(nn.Module):
     def _render(self, field: Field, rays: torch.Tensor, stochastic: bool) -> torch.Tensor:
         origins, directions = rays[..., :3], rays[..., 3:6]
         bin_length = (self.far - self.near) / self.samples
-        offsets = (torch.rand(*rays.shape[:-1], self.samples, device=rays.device, dtype=rays.dtype) if stochastic
+        offsets = (torch.rand(*rays.shape[:-1], self.samples, generator=noise.generator(), device=rays.device,
+                              dtype=rays.dtype) if stochastic
                    else torch.full((self.samples,), 0.5, device=rays.device, dtype=rays.dtype))
         t = self.near + bin_length * (torch.arange(self.samples, device=rays.device, dtype=rays.dtype) + offsets)
         if t.dim() == 1:

@@ -19,6 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
+from vcinr.inr import noise
 from vcinr.inr.conditioning import Conditioning
 from vcinr.inr.render import VolumeRenderer
 from vcinr.inr.siren import Modulations, Siren
@@ -106,14 +107,14 @@ class MetaINR(nn.Module):
                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """A random subset of ``max_points`` coordinates per item (all when there are fewer).
 
-        In training the draw uses the global RNG (seeded per outer step); otherwise a fixed
-        seed, so evaluation and encoding are reproducible.  Returns per-item coordinates.
+        In training the draw uses the training RNG (:mod:`vcinr.inr.noise`, seeded per outer
+        step); otherwise a fixed seed, so evaluation and encoding are reproducible.  Returns per-item coordinates.
         """
         count = targets.shape[1]
         if self.max_points is None or count <= self.max_points:
             return coords, targets
-        if generator is None and not self.training:
-            generator = torch.Generator(device=targets.device).manual_seed(0)
+        if generator is None:
+            generator = noise.generator() if self.training else torch.Generator(device=targets.device).manual_seed(0)
         keys = torch.rand(targets.shape[0], count, generator=generator, device=targets.device)
         index = keys.argsort(dim=1)[:, : self.max_points].unsqueeze(-1)
         if coords.dim() == 2:

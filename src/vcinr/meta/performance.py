@@ -14,19 +14,28 @@ ordinary backward pass, which ``torch.compile`` accepts (it refuses double backw
 Compiling is opt-in (``VCINR_COMPILE=1``): it costs about a minute of warm-up per process
 (less with a warm inductor cache) and pays back only over long runs.  Where it fails (no C++
 compiler, an unsupported construct) the run goes on eagerly with a warning.
+
+:func:`meta_backward` splits a meta-step's batch over as many Python threads as the process
+has torch threads, each running its ops on one thread.  The step is hundreds of small
+elementwise ops on activations of a few MiB; with one batch on two OpenMP threads every op
+ends in a barrier that waits for the slower (often descheduled) thread, while two halves on
+one thread each never wait for each other (torch releases the GIL inside its ops).
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 import sys
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 
+from vcinr.inr import noise
 from vcinr.meta.metasgd import MetaINR
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
@@ -75,3 +84,63 @@ def meta_loss_function(model: MetaINR, compile_: bool | None = None) -> Callable
             return model.meta_loss(*args, **kwargs)
 
     return meta_loss
+
+
+def step_workers(device: torch.device | str, compile_: bool) -> int:
+    """Threads a meta-step splits its batch over: the process's torch threads on CPU, else 1.
+
+    A GPU runs the whole batch in one stream, and a compiled step already fuses the small ops
+    the split is for (its compiler is not meant to be driven from several threads at once).
+    """
+    if torch.device(device).type != "cpu" or compile_:
+        return 1
+    return torch.get_num_threads()
+
+
+@functools.cache
+def _step_pool(workers: int) -> ThreadPoolExecutor:
+    """Threads kept across steps: each keeps its one-thread setting and its warm allocator caches."""
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="vcinr-step")
+
+
+def meta_backward(meta_loss: Callable[..., torch.Tensor], params: list[torch.nn.Parameter], coords: torch.Tensor,
+                  targets: torch.Tensor, workers: int = 1, **kwargs) -> torch.Tensor:
+    """The batch's outer loss (detached), with its gradient added to every ``p.grad``.
+
+    With ``workers > 1`` the items are split into that many contiguous parts, each run (loss
+    and backward) on its own thread with one-threaded ops; the parts' gradients are summed in
+    a fixed order, so the result does not depend on thread timing.  Items are independent in
+    the outer loss (the mean of per-item losses), so this is the whole batch's gradient up to
+    float rounding.  Each part draws its training noise (:mod:`vcinr.inr.noise`) from its own
+    generator seeded from the global one, which the caller seeds per step; the noise therefore
+    depends on ``workers``, as it depends on the number of ranks under torchrun.
+
+    Args:
+        meta_loss: ``MetaINR.meta_loss`` or its compiled form.
+        coords: ``(N, in_dim)`` shared or ``(B, N, in_dim)`` per-item coordinates.
+        targets: ``(B, N, out_dim)``.
+        kwargs: passed on to ``meta_loss``.
+    """
+    batch = targets.shape[0]
+    count = max(1, min(workers, batch))
+    parts = [slice(batch * i // count, batch * (i + 1) // count) for i in range(count)]
+    if len(parts) == 1:
+        loss = meta_loss(coords, targets, **kwargs)
+        loss.backward()
+        return loss.detach()
+    seeds = torch.randint(0, 2**62, (len(parts),)).tolist()
+
+    def run(part: slice, seed: int) -> tuple[torch.Tensor, tuple[torch.Tensor | None, ...]]:
+        torch.set_num_threads(1)  # a setting of this thread's own: the caller's stays as it is
+        part_coords = coords[part] if coords.dim() == 3 else coords
+        with noise.thread_generator(torch.Generator(device=targets.device).manual_seed(seed)):
+            loss = meta_loss(part_coords, targets[part], **kwargs) * ((part.stop - part.start) / batch)
+        return loss.detach(), torch.autograd.grad(loss, params, allow_unused=True)
+
+    results = list(_step_pool(len(parts)).map(run, parts, seeds))
+    for index, param in enumerate(params):
+        grads = [grads[index] for _, grads in results if grads[index] is not None]
+        if grads:
+            total = sum(grads[1:], grads[0])
+            param.grad = total if param.grad is None else param.grad + total
+    return torch.stack([loss for loss, _ in results]).sum()

@@ -6,8 +6,10 @@ output directory: re-running with the same directory resumes from its last check
 (model, optimiser, step and sampler state, in one atomic file), so a killed run loses at
 most ``checkpoint_every`` steps, and Ctrl-C (SIGINT) loses none: the loop finishes its
 step, writes a checkpoint and stops with :class:`vcinr.errors.Interrupted`.  The only other
-randomness, MSCN's gate noise, is seeded from ``(seed, step, rank)`` at every step, so it
-needs no state to resume.
+randomness, MSCN's gate noise (and a scene's rays), is seeded from ``(seed, step, rank)`` at
+every step, so it needs no state to resume.  On CPU each step splits its batch over the
+process's threads (:func:`vcinr.meta.performance.meta_backward`), each part drawing its noise
+from a generator seeded from that seed.
 
 A step whose loss or gradient is not finite (second-order meta-learning can diverge, paper
 appendix E.1) is skipped, not applied, and logged to ``metrics.jsonl``; ``MAX_BAD_STEPS`` of
@@ -54,7 +56,8 @@ from vcinr.meta.model import (
     save_model,
     save_state,
 )
-from vcinr.meta.performance import keep_freed_memory, meta_loss_function
+from vcinr.meta.performance import (compile_requested, keep_freed_memory, meta_backward, meta_loss_function,
+                                    step_workers)
 from vcinr.modalities import get_modality
 
 CHECKPOINT_FILE, METRICS_FILE = "checkpoint.safetensors", "metrics.jsonl"
@@ -317,6 +320,7 @@ def _train(config: Config, out: Path, progress: bool, ctx: DistContext) -> Train
 
     params = list(model.parameters())
     meta_loss = meta_loss_function(model)
+    workers = step_workers(device, compile_requested())
     coords, features = flat_items(train_items)
     coords = coords.to(device)
     shard = ctx.shard(t.batch_size)
@@ -332,13 +336,12 @@ def _train(config: Config, out: Path, progress: bool, ctx: DistContext) -> Train
             idx = torch.randint(0, features.shape[0], (t.batch_size,), generator=sampler)  # the same on every rank
             target = features[idx[shard]].to(device)
             torch.manual_seed(_step_seed(t.seed, step, ctx.rank))
-            local_loss = meta_loss(item_coords(coords, idx[shard]), target, second_order=config.meta.second_order,
-                                   checkpointing=config.meta.checkpointing)
-            loss = ctx.mean(local_loss)  # the global batch's loss, the same on every rank
             optimizer.zero_grad(set_to_none=True)
+            local_loss = meta_backward(meta_loss, params, item_coords(coords, idx[shard]), target, workers,
+                                       second_order=config.meta.second_order, checkpointing=config.meta.checkpointing)
+            loss = ctx.mean(local_loss)  # the global batch's loss, the same on every rank
             finite = bool(torch.isfinite(loss))
             if finite:
-                local_loss.backward()
                 ctx.average_gradients(params)
                 norm = torch.nn.utils.clip_grad_norm_(params, t.grad_clip if t.grad_clip else math.inf)
                 finite = bool(torch.isfinite(norm))
