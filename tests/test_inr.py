@@ -123,3 +123,31 @@ def test_mscn_penalty_falls_as_gates_close(siren):
 def test_unknown_scheme_is_refused(siren):
     with pytest.raises(ValueError, match="unknown conditioning"):
         build_conditioning("film", 16, siren.layer_shapes)
+
+
+@pytest.mark.parametrize("bias_shape", [None, (5,), (2, 1, 5)])
+def test_onednn_linear_matches_functional_linear_to_second_order(bias_shape):
+    """siren.linear (oneDNN for fp32 on CPU): same values, gradients and double-backward
+    gradients (the scenes' inner loop differentiates through it twice) as F.linear."""
+    from vcinr.inr import siren as siren_module
+
+    if not siren_module._ONEDNN_LINEAR:
+        pytest.skip("this PyTorch build has no oneDNN linear")
+    torch.manual_seed(0)
+    x = torch.randn(2, 7, 4, requires_grad=True)
+    weight = torch.randn(5, 4, requires_grad=True)
+    bias = None if bias_shape is None else torch.randn(bias_shape, requires_grad=True)
+    inputs = [t for t in (x, weight, bias) if t is not None]
+
+    def grads(out):
+        first = torch.autograd.grad(out.sin().sum(), inputs, create_graph=True)
+        second = torch.autograd.grad(sum(g.square().sum() for g in first), inputs)
+        return out, first, second
+
+    fast = grads(siren_module.linear(x, weight, bias))
+    assert fast[0].grad_fn.name() == "_OneDNNLinearBackward"
+    reference = torch.nn.functional.linear(x, weight)
+    reference = grads(reference if bias is None else reference + bias)
+    torch.testing.assert_close(fast[0], reference[0])
+    for a, b in zip(fast[1] + fast[2], reference[1] + reference[2]):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)  # fp32 sums in another order
