@@ -151,3 +151,17 @@ def test_onednn_linear_matches_functional_linear_to_second_order(bias_shape):
     torch.testing.assert_close(fast[0], reference[0])
     for a, b in zip(fast[1] + fast[2], reference[1] + reference[2]):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4)  # fp32 sums in another order
+
+
+def test_numpy_sines_match_torch_to_float_precision():
+    """siren._sine (NumPy's SIMD loops for fp32 on CPU) against float64 torch, in and out of place."""
+    from vcinr.inr.siren import _sine
+
+    x = torch.linspace(-120.0, 120.0, 100_003)[:-3].reshape(100, 1000)  # w0·pre spans about ±w0·4
+    for cosine, exact in ((False, torch.sin(x.double())), (True, torch.cos(x.double()))):
+        torch.testing.assert_close(_sine(x, cosine=cosine).double(), exact, rtol=0, atol=2e-7)
+        strided = x.t()
+        torch.testing.assert_close(_sine(strided, cosine=cosine).double(), exact.t(), rtol=0, atol=2e-7)
+        inplace = x.clone()
+        assert _sine(inplace, cosine=cosine, out=inplace) is inplace
+        torch.testing.assert_close(inplace.double(), exact, rtol=0, atol=2e-7)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.flop_counter import register_flop_formula
@@ -37,6 +38,22 @@ class Modulations:
     gates: list[torch.Tensor | None]
 
 
+def _sine(x: torch.Tensor, cosine: bool = False, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``sin x`` (or ``cos x``) of a tensor without autograd, into ``out`` if given (may be ``x``).
+
+    fp32 on CPU goes through NumPy, whose SIMD sine and cosine (AVX-512 / AVX2 loops) run
+    about twice as fast as torch's on one thread at the same accuracy (within 2·10⁻⁷ of the
+    exact value, as torch's; tests/test_inr.py); the inner loop evaluates one of each per
+    unit, point, layer and step.  Under ``torch.compile`` the compiler's own kernels are used.
+    """
+    if x.device.type == "cpu" and x.dtype == torch.float32 and not torch.compiler.is_compiling():
+        out = torch.empty_like(x) if out is None else out
+        (np.cos if cosine else np.sin)(x.detach().numpy(), out=out.detach().numpy())
+        return out
+    fn = torch.cos if cosine else torch.sin
+    return fn(x) if out is None else fn(x, out=out)
+
+
 class _SinCos(torch.autograd.Function):
     """``(sin x, cos x)`` whose backward reuses both outputs instead of re-evaluating them.
 
@@ -47,7 +64,7 @@ class _SinCos(torch.autograd.Function):
 
     @staticmethod
     def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        return torch.sin(x), torch.cos(x)
+        return _sine(x), _sine(x, cosine=True)
 
     @staticmethod
     def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
@@ -263,7 +280,7 @@ class Siren(nn.Module):
         h = coords
         for index, (shift, gate) in enumerate(zip(mods.shifts, mods.gates)):
             x = self._scaled_pre(index, h, shift, gate)[0]
-            h = x.sin_() if in_place else torch.sin(x)
+            h = _sine(x, out=x) if in_place else torch.sin(x)
         return self._output(h, mods)
 
     def forward_trace(self, coords: torch.Tensor, mods: Modulations) -> tuple[torch.Tensor, SirenTrace]:
@@ -277,10 +294,10 @@ class Siren(nn.Module):
             trace.inputs.append(h)
             trace.weights.append(weight)
             if lowest is None or index < lowest:  # no gradient flows back this far
-                h, cos = (x.sin_() if in_place else torch.sin(x)), None
+                h, cos = (_sine(x, out=x) if in_place else torch.sin(x)), None
             elif in_place:
-                h = torch.sin(x)
-                cos = x.cos_()
+                h = _sine(x)
+                cos = _sine(x, cosine=True, out=x)
             else:
                 h, cos = _SinCos.apply(x)
             trace.cosines.append(cos)
