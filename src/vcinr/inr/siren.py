@@ -11,7 +11,9 @@ inner loop needs exactly that gradient, and as plain forward code it needs no
 ``create_graph`` bookkeeping, runs unchanged under ``torch.no_grad()`` (encoding), and the
 second-order outer step is a single ordinary backward pass through it — which
 ``torch.compile`` can compile, unlike double backward.  ``w0`` is folded into the weights
-and biases (small tensors) rather than applied to every pre-activation.
+and biases (small tensors) rather than applied to every pre-activation.  In fp32 on CPU the
+shared-weight products run on oneDNN (:func:`linear`) and the sines on NumPy's SIMD loops
+(:func:`_sine`), the faster kernels for these shapes (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -109,11 +111,7 @@ class _WeightGradProduct(torch.autograd.Function):
         return grad_delta, grad_h
 
 
-def _onednn_linear_available() -> bool:
-    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
-_ONEDNN_LINEAR = _onednn_linear_available()
+_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
 class _OneDNNLinear(torch.autograd.Function):
@@ -161,8 +159,9 @@ def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     anything else (fp64, GPU) through ``torch.nn.functional.linear``.
     """
     if not (_ONEDNN_LINEAR and x.dtype == weight.dtype == torch.float32 and x.device.type == "cpu"):
-        out = torch.nn.functional.linear(x, weight)
-        return out if bias is None else out.add_(bias)
+        if bias is None or bias.dim() == 1:
+            return torch.nn.functional.linear(x, weight, bias)
+        return torch.nn.functional.linear(x, weight).add_(bias)
     if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
         return _OneDNNLinear.apply(x, weight, bias)
     return _onednn_linear(x, weight, bias)
