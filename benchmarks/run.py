@@ -4,7 +4,8 @@ Cases (fp32, ``--threads`` CPU threads, 2 by default):
 
 * ``meta-step/<scheme>`` — one outer Meta-SGD step (3 second-order inner steps, the outer
   loss, its backward pass and the Adam update) of a SIREN of width 128 and depth 6 on a batch
-  of 16 CIFAR-10 images (32×32×3) with dim(φ) = 128, for ``functa``, ``mscn`` and ``vcinr``;
+  of 16 CIFAR-10 images (32×32×3) with dim(φ) = 128, for ``functa``, ``mscn`` and ``vcinr``
+  (``--scale paper``: width 512, depth 15, batch 32, dim(φ) = 2048, the paper's CIFAR-10 step);
 * ``baseline/coin++`` — the Functa meta-step computed as COIN++ does, by nested autograd
   (``torch.autograd.grad(create_graph=True)``), for comparison;
 * ``memory/<scheme>`` — the same step with gradient checkpointing of the inner steps; its
@@ -51,7 +52,11 @@ from pathlib import Path
 
 DATA = Path(os.environ.get("VCINR_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 SCHEMES = ("functa", "mscn", "vcinr")
-WIDTH, DEPTH, LATENT, BATCH, SIDE = 128, 6, 128, 16, 32
+# (width, depth, dim φ, batch) of the meta-step cases: the issue's benchmark network, and the
+# paper's CIFAR-10 scale (its 8 accelerators' step; meant for a GPU, ~13 GiB on CPU).
+SCALES = {"benchmark": (128, 6, 128, 16), "paper": (512, 15, 2048, 32)}
+WIDTH, DEPTH, LATENT, BATCH = SCALES["benchmark"]
+SIDE = 32
 MM_SIZE = 2048
 KODAK = "kodim01.png"
 QUALITY = "u8"
@@ -186,6 +191,12 @@ def time_cases(cases: list[Case], device: str, repeats: int) -> dict[str, dict]:
 
 
 # --- cases ------------------------------------------------------------------------------------
+
+
+def use_scale(name: str) -> None:
+    """Size the meta-step cases (module constants, read by every case builder)."""
+    global WIDTH, DEPTH, LATENT, BATCH
+    WIDTH, DEPTH, LATENT, BATCH = SCALES[name]
 
 
 def _config(scheme: str):
@@ -402,6 +413,7 @@ def worker(spec: dict) -> dict:
     import torch
 
     torch.set_num_threads(spec["threads"])
+    use_scale(spec["scale"])
     if spec["mode"] == "memory":
         exact_memory_accounting()
         case = build_case(spec["cases"][0], spec)
@@ -465,6 +477,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (meta-step and memory cases)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the meta-step (as VCINR_COMPILE=1)")
+    parser.add_argument("--scale", choices=sorted(SCALES), default="benchmark",
+                        help="size of the meta-step cases: the benchmark network (width 128, depth 6, dim φ 128, "
+                        "batch 16) or the paper's CIFAR-10 step (512, 15, 2048, 32; for a GPU)")
     parser.add_argument("--workers", type=int, help="threads a meta-step splits its batch over (default: as "
                         "training does: --threads on CPU, 1 on a GPU or with --compile)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/latest.json"), help="JSON results file")
@@ -481,8 +496,11 @@ def main(argv: list[str] | None = None) -> int:
     cases = [n for n in names if n in wanted or n.split("/")[0] in wanted]
     if not cases:
         parser.error(f"no such case in {args.cases!r}; cases: {', '.join(names)}")
+    if args.scale != "benchmark" and any(c in codec_names for c in cases):
+        parser.error("--scale sizes the meta-step cases only; leave out encode/decode")
+    use_scale(args.scale)
     base = {"threads": args.threads, "device": args.device, "repeats": args.repeats, "compile": args.compile,
-            "workers": args.workers}
+            "workers": args.workers, "scale": args.scale}
     with tempfile.TemporaryDirectory(prefix="vcinr-bench-") as tmp:
         if any(c in codec_names for c in cases):
             print("preparing the encode/decode model (untrained VC-INR, 8-bit uniform level) ...", flush=True)
@@ -518,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])]),
         "machine": _machine(args.threads, args.device), "load_before": load_before, "load_after": _load(),
-        "setup": {"width": WIDTH, "depth": DEPTH, "latent_dim": LATENT, "batch": BATCH, "item": [SIDE, SIDE, 3],
+        "setup": {"scale": args.scale, "width": WIDTH, "depth": DEPTH, "latent_dim": LATENT, "batch": BATCH, "item": [SIDE, SIDE, 3],
                   "inner_steps": 3, "second_order": True, "mm_reference": f"torch.mm {MM_SIZE}x{MM_SIZE} fp32",
                   "layer_mm_reference": f"torch.mm {BATCH * SIDE * SIDE}x{WIDTH} @ {WIDTH}x{WIDTH} fp32",
                   "kodak": KODAK, "quality": QUALITY},
