@@ -402,7 +402,7 @@ def build_case(name: str, spec: dict) -> Case:
         return _inr_case(name, Path(spec["model_dir"]))
     if name in ("encode", "decode"):
         return _codec_case(name, Path(spec["model_dir"]), spec["device"])
-    return _meta_step_case(name, spec["device"], spec["compile"], spec.get("workers"))
+    return _meta_step_case(name, spec["device"], spec["compile"], spec["workers"])
 
 
 # --- worker / driver --------------------------------------------------------------------------
@@ -536,7 +536,8 @@ def main(argv: list[str] | None = None) -> int:
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(["python -m benchmarks.run", *(argv if argv is not None else sys.argv[1:])]),
         "machine": _machine(args.threads, args.device), "load_before": load_before, "load_after": _load(),
-        "setup": {"scale": args.scale, "width": WIDTH, "depth": DEPTH, "latent_dim": LATENT, "batch": BATCH, "item": [SIDE, SIDE, 3],
+        "setup": {"scale": args.scale, "width": WIDTH, "depth": DEPTH, "latent_dim": LATENT, "batch": BATCH,
+                  "item": [SIDE, SIDE, 3],
                   "inner_steps": 3, "second_order": True, "mm_reference": f"torch.mm {MM_SIZE}x{MM_SIZE} fp32",
                   "layer_mm_reference": f"torch.mm {BATCH * SIDE * SIDE}x{WIDTH} @ {WIDTH}x{WIDTH} fp32",
                   "kodak": KODAK, "quality": QUALITY},

@@ -138,7 +138,9 @@ class _OneDNNLinear(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         x, weight = ctx.saved_tensors
         grad_x = linear(grad, weight.t()) if ctx.needs_input_grad[0] else None
-        grad_weight = grad.reshape(-1, grad.shape[-1]).t() @ x.reshape(-1, x.shape[-1]) if ctx.needs_input_grad[1] else None
+        grad_weight = None
+        if ctx.needs_input_grad[1]:  # summed over every point of every item: one product on MKL
+            grad_weight = grad.reshape(-1, grad.shape[-1]).t() @ x.reshape(-1, x.shape[-1])
         grad_bias = grad.sum_to_size(ctx.bias_shape) if ctx.needs_input_grad[2] else None
         return grad_x, grad_weight, grad_bias
 

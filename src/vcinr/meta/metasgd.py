@@ -108,7 +108,8 @@ class MetaINR(nn.Module):
         """A random subset of ``max_points`` coordinates per item (all when there are fewer).
 
         In training the draw uses the training RNG (:mod:`vcinr.inr.noise`, seeded per outer
-        step); otherwise a fixed seed, so evaluation and encoding are reproducible.  Returns per-item coordinates.
+        step); otherwise a fixed seed, so evaluation and encoding are reproducible.  Returns
+        per-item coordinates.
         """
         count = targets.shape[1]
         if self.max_points is None or count <= self.max_points:
