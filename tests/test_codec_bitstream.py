@@ -1,6 +1,9 @@
 """The .vci container: header round trip, and every kind of damaged or foreign stream refused."""
 
 import shutil
+import struct
+import time
+import zlib
 
 import numpy as np
 import pytest
@@ -68,9 +71,13 @@ def test_wrong_magic(bad):
 
 def test_unknown_version_and_trailing_bytes():
     data = bytearray(pack(header(), b"xyz"))
-    data[4] = 2
-    with pytest.raises(BitstreamError, match="version 2"):
+    data[4] = bitstream.VERSION + 1
+    with pytest.raises(BitstreamError, match=f"version {bitstream.VERSION + 1};"):
         unpack(bytes(data))
+    data[4] = 1  # the CompressAI-coded format: refused in one line that says what to do
+    with pytest.raises(BitstreamError, match="version 1 .*CompressAI.*158ec5c") as excinfo:
+        unpack(bytes(data))
+    one_line_error(excinfo)
     good = pack(header(), b"xyz")
     body = good[:-4] + b"extra"
     import struct
@@ -110,8 +117,55 @@ def test_meta_bombs_are_refused():
 
     deflater = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, bitstream._META_DICTIONARY)
     raw = deflater.compress(json.dumps({"a": forged}).encode()) + deflater.flush()
-    with pytest.raises(BitstreamError, match="malformed"):
+    with pytest.raises(BitstreamError, match="more than"):
         bitstream.decode_meta(raw)
+
+
+def deflated_meta(text: str) -> bytes:
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, bitstream._META_DICTIONARY)
+    return deflater.compress(text.encode()) + deflater.flush()
+
+
+@pytest.mark.parametrize("text, message", [
+    # issue 14: 33,000 folded ranges of a million elements each (1.3 TB expanded) from 2.6 KB
+    ('{"a":[' + ",".join(['{"\\u0000arange":[0,1,1000000]}'] * 33_000) + "]}", "more than 1048576 elements"),
+    ('{"a":' + "[" * 900 + "]" * 900 + "}", "nested deeper than"),
+    ('{"a":' + "[" * 100_000 + "]" * 100_000 + "}", "nested deeper than"),
+    ('{"a":' + "7" * 5000 + "}", "an integer of 5000 digits"),
+    ('{"a":1e999}', "out of range"),
+    ('{"a":NaN}', "NaN is not a number"),
+    ('{"a":{"\\u0000arange":[1e307,1e307,1000]}}', "overflows"),
+    ('{"a":{"\\u0000arange":[0,1,true]}}', "malformed"),
+    ('{"a":{"\\u0000arange":[0,1,-1]}}', "malformed"),
+    ('{"\\u0000arange":[0,1,3]}', "not a JSON object"),
+])
+def test_hostile_meta_is_refused_before_it_is_expanded(text, message):
+    started = time.perf_counter()
+    with pytest.raises(BitstreamError, match=message):
+        bitstream.decode_meta(deflated_meta(text))
+    assert time.perf_counter() - started < 5.0
+
+
+def test_meta_within_the_budget_still_unfolds():
+    meta = {"latitude": [float(i) for i in range(1000)], "nested": [{"x": [1, 2, 3, 4, 5]}]}
+    assert bitstream.decode_meta(bitstream.encode_meta(meta)) == meta
+
+
+def test_a_meta_bomb_behind_a_wrong_crc_is_not_expanded(tmp_path):
+    """The CRC-mismatch path parses the header only to tell truncation from damage; it never decodes meta."""
+    header = bitstream.Header("ab" * 32, "cd" * 32, "learned", "image", 3, (32, 32), (32, 32), 1, 8, {"a": 1})
+    data = bytearray(bitstream.pack(header, b"\x00" * 16))
+    bomb = deflated_meta('{"a":[' + ",".join(['{"\\u0000arange":[0,1,1000000]}'] * 2000) + "]}")
+    old = bitstream.encode_meta({"a": 1})
+    start = bytes(data).index(old) - 1
+    forged = bytes(data[:start]) + bitstream._varint(len(bomb)) + bomb + bytes(data[start + 1 + len(old):])
+    started = time.perf_counter()
+    with pytest.raises(BitstreamError, match="CRC-32 mismatch"):
+        bitstream.unpack(forged)
+    body = forged[:-4]
+    with pytest.raises(BitstreamError, match="more than 1048576 elements"):
+        bitstream.unpack(body + struct.pack("<I", zlib.crc32(body)))
+    assert time.perf_counter() - started < 2.0
 
 
 # --- streams checked against a model ----------------------------------------------------------

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from vcinr.codec.bitstream import fingerprint_prefix, short, unpack
 from vcinr.errors import BitstreamError, InputError, ModelError
+from vcinr.limits import MAX_VCI_BYTES, read_bounded
 from vcinr.meta.model import read_model_json
 from vcinr.modalities import modality_for_path
 
@@ -83,7 +84,7 @@ def model_for_bitstream(path: str | Path) -> BundledModel:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    header, _ = unpack(path.read_bytes())
+    header, _ = unpack(read_bounded(path, MAX_VCI_BYTES, "bitstream", BitstreamError))
     for bundled in bundled_models():
         if fingerprint_prefix(bundled.fingerprint) == header.model_fingerprint:
             return bundled

@@ -23,6 +23,7 @@ import yaml
 
 from vcinr.data import DataConfig
 from vcinr.errors import ConfigError
+from vcinr.limits import MAX_JSON_BYTES, read_bounded
 
 # Largest magnitude of a config number: keeps integers within int64 and floats within float32.
 MAX_NUMBER = 1e18
@@ -196,7 +197,7 @@ def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
         if not path.is_file():
             raise ConfigError(f"config file not found: {path}")
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_bounded(path, MAX_JSON_BYTES, "config file", ConfigError).decode("utf-8")
         except UnicodeDecodeError:
             raise ConfigError(f"{path}: not valid YAML (not UTF-8 text)") from None
     else:

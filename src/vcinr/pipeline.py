@@ -25,6 +25,7 @@ the difference to the file size is the container overhead plus the coder's flush
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +41,7 @@ from vcinr.codec.bitstream import Header, fingerprint_prefix, pack, short, unpac
 from vcinr.codec.fit import compute_latents
 from vcinr.codec.levels import QualityLevel, find_level_by_fingerprint, load_level
 from vcinr.errors import BitstreamError, InputError
+from vcinr.limits import MAX_VCI_BYTES, read_bounded
 from vcinr.meta.model import LoadedModel, atomic_write_bytes, load_model
 from vcinr.modalities import get_modality, read_signal, write_signal
 from vcinr.patching import merge_patches, patch_count, split_patches
@@ -378,14 +380,14 @@ def decompress_file(vci: str | Path, model_dir: str | Path, output: str | Path,
     """
     started = time.perf_counter()
     vci, output = Path(vci), Path(output)
-    if not vci.is_file():
+    if vci.is_dir() or not os.path.lexists(vci):  # a FIFO or a symlink loop is refused by read_bounded
         raise InputError(f"{vci}: no such file")
     loaded = load_model(model_dir)
     writable = get_modality(loaded.spec.modality).write_suffixes
     if not get_modality(loaded.spec.modality).directory and output.suffix.lower() not in writable:
         raise InputError(f"{output}: cannot write {loaded.spec.modality} data as '{output.suffix or '(no suffix)'}' "
                          f"(writable: {', '.join(writable)})")
-    data = vci.read_bytes()
+    data = read_bounded(vci, MAX_VCI_BYTES, "bitstream", BitstreamError)
     signal, header, level = decode_bytes(data, loaded, vci.name)
     write_signal(signal, output)
     points = _points(signal.grid_shape)

@@ -5,7 +5,7 @@ described with its rationale in ``docs/bitstream.md``)::
 
     field                       size
     magic b"VCI\\x1a"             4
-    version (1)                 1
+    version (2)                 1    1: CompressAI's rANS payload (no longer read)
     codec kind                  1    0 learned, 1 uniform (informational)
     model fingerprint           8    first 8 bytes of the SHA-256 of model.safetensors
     codec fingerprint           8    first 8 bytes of the SHA-256 of the level's weights
@@ -18,7 +18,7 @@ described with its rationale in ``docs/bitstream.md``)::
     symbols per patch K         varint (>= 1)
     signal meta                 varint n, then n bytes: raw DEFLATE (preset dictionary) of
                                 compact JSON, arithmetic progressions folded (see below)
-    payload                     varint n, then n bytes: the P·K symbols in one rANS stream
+    payload                     varint n, then n bytes: the P·K symbols in one range-coded stream
     CRC-32 (zlib)               4    of every byte before it
 
 The fingerprints are truncated to 64 bits: they guard against decoding with the wrong
@@ -33,6 +33,7 @@ that are left before anything is decoded or allocated; consistency with a model
 from __future__ import annotations
 
 import json
+import math
 import re
 import struct
 import zlib
@@ -40,14 +41,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vcinr.errors import BitstreamError
+from vcinr.limits import parse_json
 
 MAGIC = b"VCI\x1a"
-VERSION = 1
+VERSION = 2  # 2: payload range-coded with constriction (1 was CompressAI's rANS)
 KINDS = {"learned": 0, "uniform": 1}
 FINGERPRINT_BYTES = 8
 MAX_NDIM = 8
 MAX_MODALITY = 32
 MAX_META = 1 << 20  # bytes of inflated meta JSON
+MAX_META_ELEMENTS = 1 << 20  # list items + object members of the meta, folded progressions expanded
 _MODALITY_NAME = re.compile(r"[a-z][a-z0-9_]*")
 MIN_SIZE = len(MAGIC) + 2 + 2 * FINGERPRINT_BYTES + 4  # magic, version, kind, fingerprints, CRC
 _RANGE_KEY = "\u0000arange"  # marks a folded arithmetic progression: {key: [first, step, count]}
@@ -115,18 +118,43 @@ def _unfold_range(first: Any, step: Any, count: int) -> list:
     return [first + i * step for i in range(count)]
 
 
-def _unfold(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {_RANGE_KEY}:
-            spec = value[_RANGE_KEY]
-            if (not isinstance(spec, list) or len(spec) != 3 or not isinstance(spec[2], int)
-                    or not 0 <= spec[2] <= MAX_META or any(type(v) not in (int, float) for v in spec[:2])):
-                raise BitstreamError("corrupt bitstream: malformed signal meta")
-            return _unfold_range(spec[0], spec[1], spec[2])
-        return {k: _unfold(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_unfold(v) for v in value]
-    return value
+def _range_spec(spec: Any) -> tuple[Any, Any, int]:
+    """``[first, step, count]`` of a folded progression, refused unless well-typed and finite at both ends."""
+    if (not isinstance(spec, list) or len(spec) != 3 or type(spec[2]) is not int or spec[2] < 0
+            or any(type(v) not in (int, float) for v in spec[:2])):
+        raise BitstreamError("corrupt bitstream: malformed signal meta")
+    first, step, count = spec
+    if count and not math.isfinite(first + (count - 1) * step):
+        raise BitstreamError("corrupt bitstream: signal meta holds a progression that overflows")
+    return first, step, count
+
+
+def _unfold(meta: Any, budget: int = MAX_META_ELEMENTS) -> Any:
+    """Expand folded progressions in place, iteratively, within a total element ``budget``.
+
+    Each progression's length is charged to the budget *before* it is expanded and every
+    list item or object member counts once, so a few bytes of meta that fold millions of
+    elements (or nest hundreds deep) are refused without allocating them.
+    """
+    root = {"meta": meta}
+    stack: list[tuple[Any, Any]] = [(root, "meta")]
+    while stack:
+        parent, key = stack.pop()
+        value = parent[key]
+        if isinstance(value, dict) and set(value) == {_RANGE_KEY}:
+            first, step, count = _range_spec(value[_RANGE_KEY])
+            budget -= count
+            if budget < 0:
+                break
+            parent[key] = _unfold_range(first, step, count)
+        elif isinstance(value, (dict, list)):
+            budget -= len(value)
+            if budget < 0:
+                break
+            stack.extend((value, k) for k in (value.keys() if isinstance(value, dict) else range(len(value))))
+    if budget < 0:
+        raise BitstreamError(f"corrupt bitstream: signal meta holds more than {MAX_META_ELEMENTS} elements")
+    return root["meta"]
 
 
 def _plain(value: Any) -> Any:
@@ -148,19 +176,17 @@ def encode_meta(meta: dict[str, Any]) -> bytes:
 
 
 def decode_meta(raw: bytes) -> dict[str, Any]:
+    """Inverse of :func:`encode_meta`: inflated, parsed and unfolded, each step bounded."""
     try:
         inflater = zlib.decompressobj(-15, _META_DICTIONARY)
         text = inflater.decompress(raw, MAX_META)
-        if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
-            raise BitstreamError("corrupt bitstream: signal meta is too large or incomplete")
-        meta = json.loads(text.decode("utf-8"))
-    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+    except zlib.error:
         raise BitstreamError("corrupt bitstream: unreadable signal meta") from None
+    if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:
+        raise BitstreamError("corrupt bitstream: signal meta is too large or incomplete")
+    meta = _unfold(parse_json(text, "corrupt bitstream: signal meta", BitstreamError, max_items=MAX_META_ELEMENTS))
     if not isinstance(meta, dict):
         raise BitstreamError("corrupt bitstream: signal meta is not a JSON object")
-    meta = _unfold(meta)
-    if len(json.dumps(meta)) > 8 * MAX_META:
-        raise BitstreamError("corrupt bitstream: signal meta is too large")
     return meta
 
 
@@ -237,11 +263,12 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     if len(data) < MIN_SIZE:
         raise BitstreamError(f"truncated bitstream: {len(data)} bytes is shorter than any .vci header")
     if data[len(MAGIC)] != VERSION:
-        raise BitstreamError(f"unsupported bitstream version {data[len(MAGIC)]} (this vcinr reads version {VERSION})")
+        old = " (CompressAI's rANS payload: decode it with vcinr at commit 158ec5c or earlier)" if data[len(MAGIC)] == 1 else ""
+        raise BitstreamError(f"unsupported bitstream version {data[len(MAGIC)]}{old}; this vcinr reads version {VERSION}")
     (crc,) = struct.unpack("<I", data[-4:])
     if zlib.crc32(data[:-4]) != crc:
         try:
-            _parse(data)
+            _parse(data, meta=False)  # only to tell truncation from damage: nothing is decoded
         except BitstreamError as exc:
             if str(exc).startswith("truncated"):
                 raise
@@ -249,7 +276,7 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     return _parse(data)
 
 
-def _parse(data: bytes) -> tuple[Header, bytes]:
+def _parse(data: bytes, meta: bool = True) -> tuple[Header, bytes]:
     reader = _Reader(data, len(data) - 4)
     reader.take(len(MAGIC) + 1, "magic and version")
     (kind,) = reader.take(1, "codec kind")
@@ -273,7 +300,7 @@ def _parse(data: bytes) -> tuple[Header, bytes]:
     if reader.pos != reader.end:
         raise BitstreamError(f"corrupt bitstream: {reader.end - reader.pos} unexpected bytes after the payload")
     header = Header(model_fp, codec_fp, kinds[kind], modality, channels, grid, patch, patch_count, symbols,
-                    decode_meta(meta_bytes))
+                    decode_meta(meta_bytes) if meta else {})
     return header, payload
 
 

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from vcinr.errors import InputError
+from vcinr.errors import BitstreamError, InputError
+from vcinr.limits import MAX_VCI_BYTES, read_bounded
 from vcinr.meta.model import load_model
 from vcinr.modalities.common import atomic_path, to_uint8
 from vcinr.modalities.scene import camera_rays, look_at
@@ -60,7 +61,7 @@ def render_turntable(vci: str | Path, model_dir: str | Path, output: str | Path,
     loaded = load_model(model_dir)
     if loaded.spec.modality != "scene":
         raise InputError(f"{model_dir} codes {loaded.spec.modality} data, not scenes")
-    phi_hat, header, _ = decode_latents(vci.read_bytes(), loaded, vci.name)
+    phi_hat, header, _ = decode_latents(read_bounded(vci, MAX_VCI_BYTES, "bitstream", BitstreamError), loaded, vci.name)
     meta = header.meta
     scale = 1.0 if size is None else size / int(meta["width"])
     height, width = round(int(meta["height"]) * scale), round(int(meta["width"]) * scale)
