@@ -7,18 +7,23 @@ a run resumes from it.
 """
 
 import json
+import os
 import pickle
 import re
 import shutil
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from vcinr.errors import ModelError
 from vcinr.meta import training
 from vcinr.meta.model import CONFIG_FILE, WEIGHTS_FILE, fingerprint_file, load_model
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "vcinr"
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.fixture
@@ -54,7 +59,7 @@ class _Planted:
     (lambda d: (d / CONFIG_FILE).write_text("{not json"), "not valid JSON"),
     (lambda d: flip_last_byte(d / WEIGHTS_FILE), "does not match the fingerprint"),
     (lambda d: edit_json(d / CONFIG_FILE, fingerprint="0" * 64), "does not match the fingerprint"),
-    (lambda d: edit_json(d / CONFIG_FILE, item={"modality": "image"}), "cannot load model"),
+    (lambda d: edit_json(d / CONFIG_FILE, item={"modality": "image"}), "item must have the fields"),
 ])
 def test_incomplete_foreign_or_tampered_models_are_refused(model_dir, damage, message):
     load_model(model_dir)  # intact
@@ -62,6 +67,66 @@ def test_incomplete_foreign_or_tampered_models_are_refused(model_dir, damage, me
     with pytest.raises(ModelError, match=message) as info:
         load_model(model_dir)
     assert "\n" not in str(info.value)
+
+
+def edit_item(path: Path, **changes) -> None:
+    meta = json.loads(path.read_text())
+    meta["item"].update(changes)
+    path.write_text(json.dumps(meta))
+
+
+def edit_model(path: Path, key: str, value) -> None:
+    meta = json.loads(path.read_text())
+    meta["config"]["model"][key] = value
+    path.write_text(json.dumps(meta))
+
+
+def sparse(path: Path, size: int) -> None:
+    path.unlink()
+    with open(path, "wb") as f:
+        f.truncate(size)
+
+
+def symlink_loop(path: Path) -> None:
+    path.unlink()
+    path.symlink_to(path)
+
+
+def fifo(path: Path) -> None:
+    path.unlink()
+    os.mkfifo(path)
+
+
+# issue 14: config.json is not covered by the fingerprint, so every value is range-checked and
+# the network it implies must be the one the weights hold, before anything is allocated.
+@pytest.mark.parametrize("damage, message", [
+    (lambda d: edit_model(d / CONFIG_FILE, "width", 10**9), "model.width = 1000000000 is more than"),
+    (lambda d: edit_model(d / CONFIG_FILE, "depth", 10**6), "model.depth = 1000000 is more than"),
+    (lambda d: edit_model(d / CONFIG_FILE, "width", 20_000), "model.width = 20000 is more than"),
+    (lambda d: edit_model(d / CONFIG_FILE, "width", 4096), "cannot load model"),  # within the caps: shapes differ
+    (lambda d: edit_model(d / CONFIG_FILE, "width", -3), "model.width must be positive"),
+    (lambda d: edit_model(d / CONFIG_FILE, "width", "wide"), "model.width must be a number"),
+    (lambda d: edit_model(d / CONFIG_FILE, "width", 1e300), "model.width must be a finite number"),
+    (lambda d: (d / CONFIG_FILE).write_text('{"format": 1, "x": ' + "9" * 5000 + "}"), "an integer of 5000 digits"),
+    (lambda d: (d / CONFIG_FILE).write_text('{"format": 1, "x": ' + "[" * 900 + "]" * 900 + "}"), "nested deeper"),
+    (lambda d: (d / CONFIG_FILE).write_text('{"format": 1, "x": NaN}'), "NaN is not a number"),
+    (lambda d: edit_item(d / CONFIG_FILE, coord_range=["0", "1"]), "item.coord_range must be a number"),
+    (lambda d: edit_item(d / CONFIG_FILE, item_shape=[1 << 20, 1 << 20]), "larger than vcinr codes"),
+    (lambda d: edit_item(d / CONFIG_FILE, out_dim="3"), "item.out_dim must be an integer"),
+    (lambda d: edit_item(d / CONFIG_FILE, modality="x\x1b[2J"), "item.modality must be one of"),
+    (lambda d: sparse(d / WEIGHTS_FILE, 12 << 30), "larger than any weights file"),
+    (lambda d: sparse(d / CONFIG_FILE, 12 << 30), "larger than any model config"),
+    (lambda d: symlink_loop(d / WEIGHTS_FILE), "cannot open weights file"),
+    (lambda d: fifo(d / WEIGHTS_FILE), "not a regular file"),
+    (lambda d: fifo(d / CONFIG_FILE), "not a regular file"),
+])
+def test_hostile_model_configs_are_refused_before_allocating(model_dir, damage, message):
+    damage(model_dir)
+    started = time.perf_counter()
+    with pytest.raises(ModelError, match=re.escape(message)) as info:
+        load_model(model_dir)
+    assert "\n" not in str(info.value)
+    assert time.perf_counter() - started < 10.0
 
 
 def test_a_planted_pickle_is_never_executed(model_dir, tmp_path):
@@ -118,3 +183,34 @@ def test_the_package_never_unpickles():
     for name in loaders:  # every numpy load says allow_pickle=False explicitly
         text = (SRC / name).read_text()
         assert text.count("np.load(") == text.count("allow_pickle=False"), name
+
+
+@pytest.mark.parametrize("stem, changes", [
+    ("learned-lambda0.001", {"lambda": "0.001"}),  # used to crash decompress after it had written its output
+    ("learned-lambda0.001", {"lambda": None}),
+    ("learned-lambda0.001", {"arch": {"width": 10**9, "blocks": 1, "z_dim": 8}}),
+    ("learned-lambda0.001", {"latent_dim": 10**40}),
+    ("uniform-6bit", {"bits": None}),
+    ("uniform-6bit", {"clip": "wide"}),
+    ("uniform-6bit", {"weights_fingerprint": "\x1b[2J"}),
+])
+def test_a_damaged_codec_level_is_treated_as_absent(stem, changes, tiny_cifar_codecs, tmp_path, vcinr_main, capsys):
+    """A level whose JSON fails its schema is not listed; a stream made with it fails in one line, writing nothing."""
+    from vcinr.codec.levels import list_levels
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_cifar_codecs, model)
+    image = tmp_path / "in.png"
+    Image.fromarray(np.load(DATA / "cifar10" / "test.npz")["images"][0]).save(image)
+    quality = "2" if stem.startswith("learned") else "u6"
+    assert vcinr_main(["compress", str(image), "--model", str(model), "--quality", quality, "-o",
+                       str(tmp_path / "x.vci"), "--quiet"]) == 0
+    path = model / "codecs" / f"{stem}.json"
+    info = {**json.loads(path.read_text()), **changes}
+    path.write_text(json.dumps({k: v for k, v in info.items() if v is not None}))
+    assert stem not in [level.stem for level in list_levels(load_model(model))]
+    capsys.readouterr()
+    code = vcinr_main(["decompress", str(tmp_path / "x.vci"), "--model", str(model), "-o", str(tmp_path / "y.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "does not have" in err, err
+    assert not (tmp_path / "y.png").exists()

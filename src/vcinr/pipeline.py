@@ -45,9 +45,10 @@ from vcinr.limits import MAX_VCI_BYTES, read_bounded
 from vcinr.meta.model import LoadedModel, atomic_write_bytes, load_model
 from vcinr.modalities import get_modality, read_signal, write_signal
 from vcinr.patching import merge_patches, patch_count, split_patches
+from vcinr.schema import DECODE_BATCH
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
-BATCH = 64  # patches per inner-loop / decoder batch; fixed so decoding is reproducible
+BATCH = DECODE_BATCH  # patches per inner-loop / decoder batch; fixed so decoding is reproducible
 # With signal.MAX_POINTS, the limit that keeps a hostile .vci file from making the decoder
 # allocate more than ~2 GB: symbols in the rANS stream, each of which may cost
 # ``entropy.decode_padding`` bytes.  The encoder refuses larger inputs, so it never writes a

@@ -128,10 +128,11 @@ class LearnedCodec(LatentCodec):
     def from_tensors(cls, tensors: dict[str, torch.Tensor], arch: dict) -> LearnedCodec:
         """Rebuild from :meth:`tensors`; ``arch`` = ``{"width", "blocks", "z_dim"}`` (from the JSON)."""
         dim = tensors["mean"].shape[0]
-        g_a = ResidualMLP(dim, arch["z_dim"], arch["width"], arch["blocks"])
-        g_s = ResidualMLP(arch["z_dim"], dim, arch["width"], arch["blocks"])
-        g_a.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("g_a.")})
-        g_s.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("g_s.")})
+        with torch.device("meta"):  # filled by the file's tensors: an arch that does not match them allocates nothing
+            g_a = ResidualMLP(dim, arch["z_dim"], arch["width"], arch["blocks"])
+            g_s = ResidualMLP(arch["z_dim"], dim, arch["width"], arch["blocks"])
+        g_a.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("g_a.")}, assign=True)
+        g_s.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("g_s.")}, assign=True)
         return cls(g_a, g_s, tensors["medians"], EntropyTables.from_tensors(tensors, "tables"),
                    tensors["mean"], tensors["std"])
 

@@ -34,7 +34,9 @@ from safetensors.torch import load_file
 
 from vcinr.codec.codecs import LatentCodec, LearnedCodec, UniformCodec
 from vcinr.errors import ConfigError, ModelError
+from vcinr.limits import read_json
 from vcinr.meta.model import LoadedModel, atomic_save_tensors, atomic_write_bytes, fingerprint_file
+from vcinr.schema import check_level_json
 
 CODEC_DIR = "codecs"
 CODEC_FORMAT = 1
@@ -101,14 +103,19 @@ def codec_dir(model_dir: Path) -> Path:
 
 
 def read_level_json(path: Path) -> dict[str, Any] | None:
-    """A level's JSON, or ``None`` when it is unreadable or not a codec of this format."""
+    """A level's JSON, or ``None`` when it is unreadable, damaged or not a codec of this format.
+
+    Read with a size cap and checked against :func:`vcinr.schema.check_level_json`, so a
+    damaged level is treated as absent (``fit-codec`` refits it, ``decompress`` names the
+    missing codec) instead of crashing whoever uses its values later.
+    """
     try:
-        info = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        info = read_json(path, "codec level", ModelError)
+        if not isinstance(info, dict) or info.get("format") != CODEC_FORMAT:
+            return None
+        return check_level_json(info, str(path))
+    except ModelError:
         return None
-    if not isinstance(info, dict) or info.get("format") != CODEC_FORMAT or info.get("kind") not in ("learned", "uniform"):
-        return None
-    return info
 
 
 def list_levels(loaded: LoadedModel) -> list[LevelInfo]:

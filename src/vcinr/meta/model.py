@@ -12,7 +12,6 @@ Nothing is ever unpickled: weights are safetensors, everything else is JSON.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -25,11 +24,13 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from vcinr import __version__
-from vcinr.config import Config, from_dict
+from vcinr.config import Config
 from vcinr.errors import ModelError
 from vcinr.inr.conditioning import GatedConditioning, build_conditioning
 from vcinr.inr.render import build_observation
 from vcinr.inr.siren import Siren
+from vcinr.limits import MAX_WEIGHTS_BYTES, read_json, sha256_bounded
+from vcinr.schema import check_item, check_model_config
 from vcinr.meta.metasgd import MetaINR
 
 MODEL_FORMAT = 1
@@ -148,8 +149,13 @@ def load_state(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
 
 
 def fingerprint_file(path: Path) -> str:
-    """SHA-256 of a weights file: bitstreams name the exact model they need by it."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """SHA-256 of a weights file: bitstreams name the exact model they need by it.
+
+    Hashed in chunks and refused beyond ``MAX_WEIGHTS_BYTES`` (or when not a regular file),
+    so a sparse multi-GB file is never read; :func:`load_model` and ``load_level`` hash before
+    they load, which bounds what safetensors then allocates.
+    """
+    return sha256_bounded(path, MAX_WEIGHTS_BYTES, "weights file", ModelError)
 
 
 def save_model(model: MetaINR, config: Config, spec: ItemSpec, directory: Path) -> str:
@@ -179,12 +185,9 @@ class LoadedModel:
 
 def read_model_json(directory: Path) -> dict[str, Any]:
     path = Path(directory) / CONFIG_FILE
-    if not path.is_file():
+    if not os.path.lexists(path):  # anything else there (a FIFO, a symlink loop) is refused by read_json
         raise ModelError(f"{directory} is not a vcinr model directory (no {CONFIG_FILE}); train one with 'vcinr train'")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise ModelError(f"{path} is not valid JSON") from None
+    meta = read_json(path, "model config", ModelError)
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
         raise ModelError(f"{path}: unsupported model format {meta.get('format') if isinstance(meta, dict) else '?'} (this vcinr reads format {MODEL_FORMAT})")
     return meta
@@ -195,21 +198,26 @@ def load_model(directory: str | Path, device: str = "cpu") -> LoadedModel:
     directory = Path(directory)
     meta = read_model_json(directory)
     weights = directory / WEIGHTS_FILE
-    if not weights.is_file():
+    if not os.path.lexists(weights):
         raise ModelError(f"{directory} has no {WEIGHTS_FILE}; the model directory is incomplete")
     fingerprint = fingerprint_file(weights)
     if fingerprint != meta.get("fingerprint"):
         raise ModelError(f"{weights} does not match the fingerprint in {CONFIG_FILE}; the model was modified or mixed up")
+    where = str(directory / CONFIG_FILE)
+    item = check_item(meta.get("item"), where)
+    config = check_model_config(meta.get("config"), item, where)
+    item["item_shape"] = tuple(item["item_shape"])
+    item["coord_range"] = tuple(item["coord_range"]) if item["coord_range"] is not None else None
+    spec = ItemSpec(**item)
     try:
-        config = from_dict(Config, meta["config"])
-        item = dict(meta["item"])
-        item["item_shape"] = tuple(item["item_shape"])
-        item["coord_range"] = tuple(item["coord_range"]) if item["coord_range"] is not None else None
-        spec = ItemSpec(**item)
-        model = build_model(config, spec)
-        state = load_file(weights)
-        model.load_state_dict(state)
+        # Built on the meta device (no memory) and filled by the weights themselves: a config
+        # that implies any other network than the fingerprinted file holds allocates nothing.
+        with torch.device("meta"):
+            model = build_model(config, spec)
+        model.load_state_dict(load_file(weights), assign=True)
     except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as exc:
         raise ModelError(f"{directory}: cannot load model ({str(exc).splitlines()[0]})") from None
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        raise ModelError(f"{directory}: cannot load model ({WEIGHTS_FILE} lacks some of the network's tensors)")
     model.to(device).eval()
     return LoadedModel(model, config, spec, fingerprint, directory)
