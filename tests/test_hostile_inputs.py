@@ -232,3 +232,28 @@ def test_a_failed_first_run_does_not_block_a_corrected_one(tmp_path, vcinr_main,
     assert vcinr_main(["train", "--config", str(config), "--out", str(out), "--quiet"]) == 0
     steps = [yaml.safe_load(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [0, 1, 2]
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"max": 1e100}, "does not fit the float32"),
+    ({"layout": "simple", "dtype": "object"}, "'dtype' must name a numeric dtype"),
+    ({"source_index": 2**40}, "'source_index' must be an integer"),
+    ({"latitude": {"a": 1}}, "'latitude' must be a list"),
+])
+def test_decompress_refuses_forged_meta_the_writer_cannot_honour(changes, message, sphere_codecs, data_dir, tmp_path,
+                                                                  vcinr_main, capsys):
+    """Meta forged with a valid CRC: the writer refuses it in one line and writes nothing (issue 14)."""
+    from vcinr.codec.bitstream import pack, unpack
+
+    out = tmp_path / "out"
+    out.mkdir()
+    assert vcinr_main(["compress", str(data_dir / "era5" / "samples.npz"), "--model", str(sphere_codecs),
+                       "-o", str(tmp_path / "x.vci"), "--quiet"]) == 0
+    header, payload = unpack((tmp_path / "x.vci").read_bytes())
+    header.meta.update(changes)
+    (tmp_path / "forged.vci").write_bytes(pack(header, payload))
+    capsys.readouterr()
+    err = run_cli(vcinr_main, capsys, ["decompress", str(tmp_path / "forged.vci"), "--model", str(sphere_codecs),
+                                       "-o", str(out / "field.npz"), "--quiet"])
+    assert message in err, err
+    assert list(out.iterdir()) == []

@@ -17,7 +17,15 @@ import torch
 
 from vcinr.errors import InputError
 from vcinr.modalities.base import Modality
-from vcinr.modalities.common import atomic_path, check_suffix, minmax_normalise, minmax_restore, reading
+from vcinr.modalities.common import (
+    atomic_path,
+    check_suffix,
+    meta_dtype,
+    meta_number,
+    minmax_normalise,
+    minmax_restore,
+    reading,
+)
 from vcinr.signal import Signal, grid_coordinates
 
 
@@ -49,7 +57,8 @@ def write_array(signal: Signal, path: Path) -> None:
         raise InputError(f"an array signal has one feature channel, got {signal.out_dim}")
     meta = signal.meta
     features = signal.features[..., 0].detach().cpu().numpy()
-    values = minmax_restore(features, meta.get("min", 0.0), meta.get("max", 1.0), meta.get("dtype", "<f4"))
+    values = minmax_restore(features, meta_number(meta, "min", 0.0), meta_number(meta, "max", 1.0),
+                            meta_dtype(meta, "dtype", "<f4"))
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, values)
 

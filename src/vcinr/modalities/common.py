@@ -97,16 +97,84 @@ def minmax_normalise(values: np.ndarray, path: Path | str) -> tuple[np.ndarray, 
 
 
 def minmax_restore(features: np.ndarray, low: float, high: float, dtype: np.dtype | str) -> np.ndarray:
-    """Invert :func:`minmax_normalise` and cast to ``dtype`` (integers rounded and clipped)."""
+    """Invert :func:`minmax_normalise` and cast to ``dtype`` (integers rounded and clipped).
+
+    A float result that does not fit ``dtype`` (``max`` 1e308 written as float32 is inf) is
+    refused: a writer never produces a NaN or inf that the reader would then refuse.
+    """
     dtype = np.dtype(dtype)
     span = high - low if high > low else 1.0
-    values = np.asarray(features, dtype=np.float64) * span + low
-    if dtype == np.bool_:
-        return values >= 0.5
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
-    return values.astype(dtype)
+    with np.errstate(all="ignore"):  # overflow is checked below, not printed as a warning
+        values = np.asarray(features, dtype=np.float64) * span + low
+        if dtype == np.bool_:
+            return values >= 0.5
+        if np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+        restored = values.astype(dtype)
+    if not np.isfinite(restored).all():
+        raise InputError(f"signal meta range [{low:g}, {high:g}] does not fit dtype {dtype} (values would be inf)")
+    return restored
+
+
+# --- signal meta, as writers use it -------------------------------------------------------------
+# A decoded signal's meta comes from the bitstream, which anyone can forge (docs/reliability.md):
+# writers take every value they use through these, so a wrong type is one line, not a traceback,
+# and a value that would silently become NaN, inf, an object array or a wrapped integer is refused.
+
+MAX_META_NUMBER = 1e300  # beyond this even float64 arithmetic on the value may overflow
+
+
+def meta_number(meta: dict, key: str, default: float | None = None) -> float:
+    """``meta[key]`` as a finite float (``default`` when absent)."""
+    value = meta.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) <= MAX_META_NUMBER:
+        raise InputError(f"signal meta '{key}' must be a finite number, got {_short(value)}")
+    return float(value)
+
+
+def meta_int(meta: dict, key: str, low: int, high: int) -> int:
+    """``meta[key]`` as an integer in ``low..high`` (e.g. the range of the dtype it is stored as)."""
+    value = meta.get(key)
+    if type(value) is not int or not low <= value <= high:
+        raise InputError(f"signal meta '{key}' must be an integer in {low}..{high}, got {_short(value)}")
+    return value
+
+
+def meta_dtype(meta: dict, key: str, default: str) -> np.dtype:
+    """``meta[key]`` as a real numeric or bool dtype; object, string and structured dtypes are refused."""
+    value = meta.get(key, default)
+    try:
+        dtype = np.dtype(value) if isinstance(value, str) else None
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in "biuf" or dtype.fields is not None:
+        raise InputError(f"signal meta '{key}' must name a numeric dtype such as '<f4', got {_short(value)}")
+    return dtype
+
+
+def meta_bool(meta: dict, key: str, default: bool) -> bool:
+    value = meta.get(key, default)
+    if type(value) is not bool:
+        raise InputError(f"signal meta '{key}' must be true or false, got {_short(value)}")
+    return value
+
+
+def meta_numbers(meta: dict, key: str) -> np.ndarray | None:
+    """``meta[key]`` as a 1-d float64 array of finite numbers, ``None`` when absent."""
+    if key not in meta:
+        return None
+    value = meta[key]
+    if (not isinstance(value, list)
+            or not all(not isinstance(v, bool) and isinstance(v, (int, float)) and abs(v) <= MAX_META_NUMBER
+                       for v in value)):
+        raise InputError(f"signal meta '{key}' must be a list of finite numbers")
+    return np.asarray(value, dtype=np.float64)
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def to_uint8(features: np.ndarray) -> np.ndarray:

@@ -159,7 +159,7 @@ def scene_coords(meta: dict, grid: tuple[int, ...]) -> torch.Tensor:
         poses = np.array(meta["poses"], dtype=np.float64)
         focal, cx, cy = float(meta["focal"]), float(meta["cx"]), float(meta["cy"])
         height, width = int(meta["height"]), int(meta["width"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise InputError("scene meta lacks valid poses and intrinsics") from None
     if poses.shape != (grid[0], 16) or (height, width) != tuple(grid[1:]) or not np.isfinite(poses).all():
         raise InputError(f"scene meta describes {len(poses)} views of {height}x{width}, not a {list(grid)} grid")

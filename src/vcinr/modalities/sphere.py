@@ -35,6 +35,11 @@ from vcinr.modalities.common import (
     atomic_path,
     check_suffix,
     load_npz,
+    meta_bool,
+    meta_dtype,
+    meta_int,
+    meta_number,
+    meta_numbers,
     minmax_normalise,
     minmax_restore,
     reading,
@@ -157,21 +162,26 @@ def write_sphere(signal: Signal, path: Path) -> None:
     if "min" not in meta or "max" not in meta:
         raise InputError("cannot write a sphere field without meta['min'] and meta['max']")
     field = signal.features.detach().cpu().numpy()[None, ..., 0].astype(np.float32)
-    lat, lon = _axes(path, {k: meta[k] for k in ("latitude", "longitude") if k in meta}, field.shape[1:])
+    axes = {k: values for k in ("latitude", "longitude") if (values := meta_numbers(meta, k)) is not None}
+    lat, lon = _axes(path, axes, field.shape[1:])
     arrays = {"latitude": lat.astype(np.float32), "longitude": lon.astype(np.float32)}
     if meta.get("layout") == "era5":
-        t_min, t_max = np.float32(meta["min"]), np.float32(meta["max"])
+        t_min, t_max = meta_number(meta, "min"), meta_number(meta, "max")
+        kelvin = field.astype(np.float64) * (t_max - t_min) + t_min
+        if max(abs(t_min), abs(t_max), float(np.abs(kelvin).max())) > np.finfo(np.float32).max:
+            raise InputError(f"signal meta range [{t_min:g}, {t_max:g}] does not fit the float32 ERA5 layout")
         arrays.update(
             temperature_normalized=field,
-            temperature_kelvin=(field * (t_max - t_min) + t_min).astype(np.float32),
-            t_min=t_min,
-            t_max=t_max,
+            temperature_kelvin=kelvin.astype(np.float32),
+            t_min=np.float32(t_min),
+            t_max=np.float32(t_max),
         )
         if "source_index" in meta:
-            arrays["source_index"] = np.array([meta["source_index"]], dtype=np.int32)
+            index = meta_int(meta, "source_index", np.iinfo(np.int32).min, np.iinfo(np.int32).max)
+            arrays["source_index"] = np.array([index], dtype=np.int32)
     else:
-        data = minmax_restore(field, meta["min"], meta["max"], meta.get("dtype", "<f4"))
-        arrays["data"] = data if meta.get("stacked", True) else data[0]
+        data = minmax_restore(field, meta_number(meta, "min"), meta_number(meta, "max"), meta_dtype(meta, "dtype", "<f4"))
+        arrays["data"] = data if meta_bool(meta, "stacked", True) else data[0]
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
 

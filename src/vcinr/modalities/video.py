@@ -13,14 +13,13 @@ from __future__ import annotations
 from fractions import Fraction
 from pathlib import Path
 
-import av
 import numpy as np
 import torch
 from PIL import Image
 
 from vcinr.errors import InputError
 from vcinr.modalities.base import Modality
-from vcinr.modalities.common import atomic_path, check_suffix, reading, to_uint8
+from vcinr.modalities.common import atomic_path, check_suffix, meta_number, reading, to_uint8
 from vcinr.signal import Signal, grid_coordinates
 
 SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".gif", ".mpg", ".mpeg")
@@ -58,6 +57,8 @@ def read_video(path: Path, max_frames: int | None = None, size: tuple[int, int] 
     check_suffix(path, SUFFIXES, "video")
     if max_frames is not None and max_frames <= 0:
         raise InputError(f"max_frames must be positive, got {max_frames}")
+    import av  # PyAV takes ~0.2 s to import: only for video, not at every start of `vcinr`
+
     frames: list[np.ndarray] = []
     with reading(path, "video"), av.open(str(path)) as container:
         if not container.streams.video:
@@ -94,7 +95,12 @@ def write_video(signal: Signal, path: Path) -> None:
     _, height, width, _ = pixels.shape
     encoder = _ENCODERS[path.suffix.lower()]
     pix_fmt = encoder.get("pix_fmt") or ("yuv420p" if height % 2 == 0 and width % 2 == 0 else "yuv444p")
-    rate = Fraction(float(signal.meta.get("fps") or 25)).limit_denominator(65535)
+    fps = meta_number(signal.meta, "fps", 25.0)
+    if not 0 < fps <= 1000:
+        raise InputError(f"signal meta 'fps' must be in (0, 1000], got {fps:g}")
+    rate = Fraction(fps).limit_denominator(65535)
+    import av  # imported here, as in the reader
+
     with atomic_path(path) as tmp, av.open(str(tmp), mode="w") as container:
         stream = container.add_stream(encoder["codec"], rate=rate, options=encoder["options"])
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
