@@ -15,7 +15,7 @@ from vcinr.data import DataConfig, ItemSet, load_items
 from vcinr.errors import ConfigError, InputError
 from vcinr.modalities import read_signal, write_signal
 from vcinr.modalities.voxels import occupancy_signal, voxelize_mesh
-from vcinr.patching import split_patches
+from vcinr.patching import merge_patches, split_patches
 
 DATA = Path(__file__).parents[1].parent / "shared" / "data"
 
@@ -51,7 +51,13 @@ def test_cifar10_npz_layout() -> None:
     images = np.load(data_path("cifar10/test.npz"))["images"]
     assert torch.equal(test.features, torch.from_numpy(images.astype(np.float32) / 255))
     patched = load("test", kind="cifar10", path=path, patch=[16, 16], max_items=10)
-    assert_items(patched, (10, 16, 16, 3), "image", (0.0, 1.0))
+    assert_items(patched, (8, 16, 16, 3), "image", (0.0, 1.0))  # a capped test split keeps whole images
+    assert patched.files().tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    kept = [next(i for i in range(len(images)) if torch.equal(patched.features[4 * k],
+                 torch.from_numpy(images[i, :16, :16].astype(np.float32) / 255))) for k in (0, 1)]
+    for k, image in enumerate(kept):  # the four patches of each kept image, in order
+        whole = torch.from_numpy(images[image].astype(np.float32) / 255)
+        assert torch.equal(merge_patches(patched.features[4 * k : 4 * k + 4], (32, 32)), whole)
 
 
 def test_cifar10_binary_layout(tmp_path: Path) -> None:

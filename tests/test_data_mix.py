@@ -16,8 +16,11 @@ def test_mix_appends_the_other_sources_items_split_by_their_own_rules(data_dir):
     for split in ("train", "test"):
         alone = [load_items(DataConfig(**cifar), split), load_items(DataConfig(**kodak), split)]
         items = load_items(mixed, split)
-        assert items.features.shape == (70, 32, 32, 3)
+        # a capped test split keeps whole images: one Kodak image of 16 x 24 patches, not 30 patches
+        kodak_items = 30 if split == "train" else 16 * 24
+        assert items.features.shape == (40 + kodak_items, 32, 32, 3)
         assert (items.features[:40] == alone[0].features).all() and (items.features[40:] == alone[1].features).all()
+        assert items.num_files == 41  # 40 CIFAR-10 images and the patches of one Kodak image
 
 
 def test_the_image_preset_mixes_cifar_and_held_out_kodak(data_dir):

@@ -43,7 +43,7 @@ from vcinr.modalities.scene import is_scene_dir, read_scene
 from vcinr.modalities.sphere import SphereFields, load_sphere, sphere_coords
 from vcinr.modalities.video import read_video
 from vcinr.modalities.voxels import read_voxels, rescale_occupancy, voxelize_mesh
-from vcinr.patching import split_patches
+from vcinr.patching import patch_mask, split_patches
 from vcinr.signal import grid_coordinates
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,13 @@ class ItemSet:
     instead of the ones adapted on (held-out views), ``observation`` the operator between
     network and features and ``max_points`` the rays per item of an inner-loop step (see
     :class:`vcinr.meta.model.ItemSpec`).
+
+    Patched items remember where they came from, so quality can be measured per whole signal
+    (one MSE over every point of a file) rather than as a mean over patches, which favours
+    flat patches: ``file_index`` gives each item's signal (``None``: every item is a signal of
+    its own) and ``point_mask`` marks the points of each item that lie inside its signal
+    (``None``: all of them; ``False`` on the edge padding of :func:`vcinr.patching.split_patches`).
+    A patched test split holds whole signals only.
     """
 
     features: torch.Tensor  # (num_items, *item_grid, out_dim) float32
@@ -81,6 +88,18 @@ class ItemSet:
     query_coords: torch.Tensor | None = None
     observation: dict[str, Any] | None = None
     max_points: int | None = None
+    file_index: torch.Tensor | None = None  # (num_items,) int64, non-decreasing within a split
+    point_mask: torch.Tensor | None = None  # (num_items, *item_grid) bool
+
+    def files(self) -> torch.Tensor:
+        """Each item's signal index ``(num_items,)``."""
+        if self.file_index is not None:
+            return self.file_index
+        return torch.arange(self.features.shape[0])
+
+    @property
+    def num_files(self) -> int:
+        return int(self.files().max()) + 1 if self.features.shape[0] else 0
 
 
 @dataclass
@@ -108,7 +127,7 @@ class DataConfig:
     ``mix`` lists further data sections (same keys, no nested ``mix``) whose items are appended
     to this one's, each split and capped by its own settings; they must give items of the same
     modality, shape and coordinates — e.g. CIFAR-10 images plus 32×32 Kodak patches for one
-    image model.
+    image model.  A mixed source with ``test_fraction: 0`` only adds training items.
     """
 
     kind: str
@@ -518,6 +537,8 @@ def load_items(cfg: DataConfig, split: str) -> ItemSet:
     units = kind.units(cfg, root, split)
     order = np.random.default_rng(cfg.seed).permutation(len(units)) if cfg.max_items else range(len(units))
     chunks: list[torch.Tensor] = []
+    masks: list[torch.Tensor] = []
+    signals: list[int] = []  # signals per chunk (a CIFAR-10 file holds many)
     total = 0
     coords: torch.Tensor | None = None
     skipped: Counter[str] = Counter()
@@ -531,11 +552,15 @@ def load_items(cfg: DataConfig, split: str) -> ItemSet:
         items = _patch_batch(batch.features, patch) if patch else batch.features
         if chunks and items.shape[1:] != chunks[0].shape[1:]:
             raise InputError(_mismatch(cfg, tuple(chunks[0].shape[1:]), tuple(items.shape[1:]), units[index]))
+        if patch:  # the same patch layout for each of the unit's signals
+            masks.append(patch_mask(batch.features.shape[1:-1], patch).repeat(batch.features.shape[0],
+                                                                              *[1] * len(patch)))
         if coords is None:
             coords = batch.coords
         elif not patch and not torch.equal(coords, batch.coords):
             raise InputError(f"{units[index]}: coordinates differ from the other items' (different grids)")
         chunks.append(items)
+        signals.append(batch.features.shape[0])
         total += len(items)
         if cfg.max_items and total >= cfg.max_items:
             break
@@ -545,15 +570,41 @@ def load_items(cfg: DataConfig, split: str) -> ItemSet:
         raise InputError(f"{cfg.path}: no usable {split} items")
 
     features = torch.cat(chunks).contiguous()
+    first_signal = np.cumsum([0, *signals[:-1]])
+    file_index = torch.cat([int(first) + torch.arange(n).repeat_interleave(len(c) // n)
+                            for c, n, first in zip(chunks, signals, first_signal)])
+    mask = torch.cat(masks) if patch else None
     if cfg.max_items and len(features) > cfg.max_items:
-        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(features), cfg.max_items, replace=False))
-        features = features[torch.from_numpy(keep)]
+        rng = np.random.default_rng(cfg.seed)
+        if patch and split == "test":
+            keep = _whole_signals_subset(file_index, cfg.max_items, rng)
+        else:
+            keep = torch.from_numpy(np.sort(rng.choice(len(features), cfg.max_items, replace=False)))
+        features, file_index = features[keep], torch.unique(file_index[keep], return_inverse=True)[1]
+        mask = mask[keep] if mask is not None else None
     if patch:
         coords = grid_coordinates(patch, *modality.coord_range)
-    items = ItemSet(features, coords, modality.name)
+    if mask is not None and bool(mask.all()):
+        mask = None
+    items = ItemSet(features, coords, modality.name, file_index=file_index if patch else None, point_mask=mask)
     for source in cfg.mix or ():
+        if split == "test" and source["test_fraction"] == 0:
+            continue  # a training-only source (e.g. extra photos beside the held-out Kodak images)
         items = _append(items, load_items(DataConfig(**source), split), source["path"])
     return items
+
+
+def _whole_signals_subset(file_index: torch.Tensor, max_items: int, rng: np.random.Generator) -> torch.Tensor:
+    """Sorted indices of the items of random whole signals, at most ``max_items`` items (at least one signal).
+
+    Test signals are scored whole (:mod:`vcinr.meta.quality`), so a capped test split drops
+    signals, never single patches of one.
+    """
+    sizes = torch.bincount(file_index).numpy()
+    order = rng.permutation(len(sizes))
+    within = np.cumsum(sizes[order]) <= max_items
+    chosen = order[: max(1, int(within.sum()))]
+    return torch.nonzero(torch.from_numpy(np.isin(file_index.numpy(), chosen))).flatten()
 
 
 def _append(items: ItemSet, more: ItemSet, where: str) -> ItemSet:
@@ -565,7 +616,16 @@ def _append(items: ItemSet, more: ItemSet, where: str) -> ItemSet:
         raise InputError(f"{where}: only grid data can be mixed (not scenes)")
     if more.coords.shape != items.coords.shape or not torch.allclose(more.coords, items.coords):
         raise InputError(f"{where}: mixed-in items have other coordinates (set the same data.patch on every source)")
-    return ItemSet(torch.cat([items.features, more.features]), items.coords, items.modality)
+    mask = None
+    if items.point_mask is not None or more.point_mask is not None:
+        whole = lambda part: part.point_mask if part.point_mask is not None else torch.ones(  # noqa: E731
+            part.features.shape[:-1], dtype=torch.bool)
+        mask = torch.cat([whole(items), whole(more)])
+    file_index = None
+    if items.file_index is not None or more.file_index is not None:
+        file_index = torch.cat([items.files(), items.num_files + more.files()])
+    return ItemSet(torch.cat([items.features, more.features]), items.coords, items.modality,
+                   file_index=file_index, point_mask=mask)
 
 
 def _mismatch(cfg: DataConfig, first: tuple[int, ...], other: tuple[int, ...], unit: Any) -> str:

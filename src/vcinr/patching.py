@@ -64,6 +64,19 @@ def split_patches(grid: torch.Tensor, patch: Sequence[int]) -> torch.Tensor:
     return blocks.permute(order).reshape(-1, *patch, grid.shape[-1])
 
 
+def patch_mask(grid_shape: Sequence[int], patch: Sequence[int]) -> torch.Tensor:
+    """``(P, *patch)`` booleans: ``True`` where a patch point lies in the grid, ``False`` on padding.
+
+    Quality over a whole signal must count each real point once and no padded one; the
+    padding repeats edge values, so it cannot be told apart from the features themselves.
+    """
+    grid_shape, patch = _check(grid_shape, patch)
+    counts = patch_grid(grid_shape, patch)
+    inside = torch.zeros(*[k * p for k, p in zip(counts, patch)], 1, dtype=torch.bool)
+    inside[tuple(slice(0, n) for n in grid_shape)] = True
+    return split_patches(inside, patch)[..., 0]
+
+
 def merge_patches(patches: torch.Tensor, grid_shape: Sequence[int], patch: Sequence[int] | None = None) -> torch.Tensor:
     """Inverse of :func:`split_patches`: ``(P, *patch, C)`` → ``(*grid_shape, C)``.
 

@@ -41,7 +41,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from tqdm import tqdm
 
-from vcinr.config import Config
+from vcinr.config import Config, TrainConfig
 from vcinr.data import ItemSet, load_items
 from vcinr.errors import ConfigError, Interrupted, ModelError
 from vcinr.meta.distributed import DistContext, distributed_context, world_size
@@ -58,6 +58,7 @@ from vcinr.meta.model import (
 )
 from vcinr.meta.performance import (compile_requested, keep_freed_memory, meta_backward, meta_loss_function,
                                     step_workers)
+from vcinr.meta.quality import SignalQuality, psnr_from_mse
 from vcinr.modalities import get_modality
 
 CHECKPOINT_FILE, METRICS_FILE = "checkpoint.safetensors", "metrics.jsonl"
@@ -66,11 +67,6 @@ MAX_BAD_STEPS = 10  # consecutive non-finite steps before a run is declared dive
 # second-order meta-learning can leave a good region and settle far below it without any
 # non-finite number (VC-INR at a high outer learning rate, paper appendix E.1).
 DIVERGED_DROP = {"psnr": 1.0, "accuracy": 0.02}
-
-
-def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB of features in [0, 1] (the paper's −10·log10(MSE))."""
-    return -10.0 * torch.log10(mse.clamp_min(1e-12))
 
 
 def flat_items(items: ItemSet, query: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,43 +88,62 @@ def item_coords(coords: torch.Tensor, index: torch.Tensor | slice) -> torch.Tens
     return coords[index] if coords.dim() == 3 else coords
 
 
+def whole_signals(items: ItemSet, max_items: int) -> int:
+    """How many leading items make up whole signals, about ``max_items`` of them (at least one signal).
+
+    Patched signals are evaluated whole, never cut: the count stops at the last signal that
+    ends within ``max_items`` items.
+    """
+    files = items.files()
+    if files.numel() == 0:
+        return 0
+    if max_items >= files.numel():
+        return int(files.numel())
+    ends = torch.nonzero(files[1:] != files[:-1]).flatten() + 1  # where a new signal starts
+    ends = torch.cat([ends, torch.tensor([files.numel()])])
+    within = ends[ends <= max_items]
+    return int(within[-1]) if within.numel() else int(ends[0])
+
+
 def evaluate(model: MetaINR, items: ItemSet, max_items: int, batch_size: int, steps: int | None = None,
              device: str = "cpu", ctx: DistContext | None = None) -> dict[str, float]:
-    """Mean per-item quality after ``steps`` inner steps on up to ``max_items`` items.
+    """Quality after ``steps`` inner steps of the first whole signals of ``items`` (about ``max_items`` items).
 
-    Items with query points (scenes' held-out views) are scored on those.
-
-    Returns ``loss`` and ``psnr`` (dB, on clamped [0, 1] predictions) for real-valued data, or
-    ``loss`` and ``accuracy`` (fraction of voxels right) for occupancies.  Under
-    ``torchrun`` (``ctx``) the ranks take turns over the batches and add up their totals.
+    Real-valued data: ``psnr`` is the PSNR of each whole signal (one MSE over all its points,
+    patches merged, edge padding excluded; :mod:`vcinr.meta.quality`), averaged over signals,
+    on clamped [0, 1] predictions before quantisation; patched data adds the per-patch mean
+    as ``psnr_patch_mean`` and audio adds ``snr``.  Occupancies: ``accuracy``, the fraction of
+    voxels right.  Items with query points (scenes' held-out views) are scored on those.
+    ``loss`` is the mean per-item training loss.  Under ``torchrun`` (``ctx``) the ranks take
+    turns over the batches and add up their totals.
     """
     ctx = ctx or DistContext(device=device)
     coords, features = flat_items(items)
     coords = coords.to(device)
     query = flat_items(items, query=True) if items.query_features is not None else None
+    count = whole_signals(items, max_items)
+    files = items.files()
+    mask = items.point_mask.flatten(1) if items.point_mask is not None else None
+    quality = SignalQuality(int(files[count - 1]) + 1 if count else 0, model.loss,
+                            get_modality(items.modality).snr_centre)
     was_training = model.training
     model.eval()
-    key = "accuracy" if model.loss == "bce" else "psnr"
-    totals = torch.zeros(3, dtype=torch.float64, device=device)  # loss, quality, count
-    starts = range(0, min(max_items, features.shape[0]), batch_size)
+    loss_total = torch.zeros(2, dtype=torch.float64)  # loss, items
     with torch.no_grad():
-        for start in starts[ctx.rank :: ctx.world]:
-            batch = slice(start, min(start + batch_size, max_items))
+        for start in range(0, count, batch_size)[ctx.rank :: ctx.world]:
+            batch = slice(start, min(start + batch_size, count))
             target, points = features[batch].to(device), item_coords(coords, batch)
             state = model.adapt(points, target, steps=steps)
             if query is not None:  # score held-out points (novel views), not those adapted on
                 points, target = query[0][batch].to(device), query[1][batch].to(device)
             pred = model.predict(points, state)
-            losses = model.item_loss(pred, target)
-            if model.loss == "bce":
-                quality = ((pred > 0).float() == target).float().flatten(1).mean(1)
-            else:
-                quality = psnr_from_mse((pred.clamp(0, 1) - target).square().flatten(1).mean(1))
-            totals += torch.stack([losses.sum().double(), quality.sum().double(),
-                                   torch.tensor(float(target.shape[0]), dtype=torch.float64, device=device)])
-    totals = ctx.sum(totals).tolist()
+            loss_total += torch.tensor([float(model.item_loss(pred, target).sum()), float(target.shape[0])],
+                                       dtype=torch.float64)
+            quality.add(pred, target, files[batch], mask[batch] if mask is not None and query is None else None)
+    totals = ctx.sum(torch.cat([loss_total, quality.totals()]).to(device)).cpu()
+    quality.load_totals(totals[2:])
     model.train(was_training)
-    return {"loss": totals[0] / totals[2], key: totals[1] / totals[2]}
+    return {"loss": float(totals[0] / totals[1]), **quality.result()}
 
 
 def item_spec(config: Config, items: ItemSet) -> ItemSpec:
@@ -265,6 +280,17 @@ def _truncate_metrics(path: Path, step: int) -> None:
     atomic_write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode())
 
 
+def outer_lr_at(t: TrainConfig, step: int) -> float:
+    """The outer learning rate of outer step ``step`` (0-based): warm-up, then constant or cosine decay."""
+    if step < t.warmup_steps:
+        return t.outer_lr * (step + 1) / t.warmup_steps
+    if t.decay == "none":
+        return t.outer_lr
+    progress = min(1.0, (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps))
+    floor = t.final_lr_fraction
+    return t.outer_lr * (floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress)))
+
+
 def _step_seed(seed: int, step: int, rank: int) -> int:
     """The torch RNG seed of outer step ``step`` on ``rank`` (MSCN's gate noise, scenes' rays)."""
     return int(np.random.SeedSequence([seed, step, rank]).generate_state(1, np.uint64)[0])
@@ -307,11 +333,12 @@ def _train(config: Config, out: Path, progress: bool, ctx: DistContext) -> Train
     if checkpoint.exists():
         scalars = checkpoint.load(model, optimizer, sampler)
         step, elapsed, initial = scalars["step"], scalars["elapsed"], scalars["initial"]
+        cpu_elapsed = float(scalars.get("cpu", 0.0))  # absent in checkpoints of older versions
         if ctx.is_main:
             _truncate_metrics(metrics_path, step)
     else:
         ctx.broadcast_parameters(model)
-        step, elapsed = 0, 0.0
+        step, elapsed, cpu_elapsed = 0, 0.0, 0.0
         if ctx.is_main:
             metrics_path.unlink(missing_ok=True)  # left by a run that failed before its first checkpoint
         initial = evaluate_now()
@@ -326,6 +353,7 @@ def _train(config: Config, out: Path, progress: bool, ctx: DistContext) -> Train
     shard = ctx.shard(t.batch_size)
     bad_steps, interrupted = 0, False
     started = time.perf_counter() - elapsed
+    cpu_started = time.process_time() - cpu_elapsed  # CPU seconds of this process, all threads
     bar = tqdm(total=t.steps, initial=step, disable=not (progress and ctx.is_main), desc="meta-train", unit="step")
     model.train()
     with _sigint_requests_stop() as stop_requested:
@@ -353,10 +381,13 @@ def _train(config: Config, out: Path, progress: bool, ctx: DistContext) -> Train
                                      "lower train.outer_lr or meta.lr_clip (last good checkpoint kept)")
                 continue
             bad_steps = 0
+            for group in optimizer.param_groups:
+                group["lr"] = outer_lr_at(t, step)
             optimizer.step()
             step += 1
             bar.update(1)
-            record: dict[str, Any] = {"step": step, "loss": loss.item(), "time": time.perf_counter() - started}
+            record: dict[str, Any] = {"step": step, "loss": loss.item(), "time": time.perf_counter() - started,
+                                      "cpu": time.process_time() - cpu_started, "lr": optimizer.param_groups[0]["lr"]}
             if spec.loss == "mse":
                 record["psnr"] = psnr_from_mse(loss.detach()).item()
             if step % t.eval_every == 0 or step == t.steps:
@@ -365,11 +396,13 @@ def _train(config: Config, out: Path, progress: bool, ctx: DistContext) -> Train
             log(record)
             if ctx.is_main and (step % t.checkpoint_every == 0 or step == t.steps):
                 checkpoint.save(model, optimizer, sampler,
-                                {"step": step, "elapsed": time.perf_counter() - started, "initial": initial})
+                                {"step": step, "elapsed": time.perf_counter() - started,
+                                 "cpu": time.process_time() - cpu_started, "initial": initial})
     bar.close()
     elapsed = time.perf_counter() - started
     if ctx.is_main:
-        checkpoint.save(model, optimizer, sampler, {"step": step, "elapsed": elapsed, "initial": initial})
+        checkpoint.save(model, optimizer, sampler, {"step": step, "elapsed": elapsed,
+                                                    "cpu": time.process_time() - cpu_started, "initial": initial})
     if interrupted:
         ctx.barrier()  # the checkpoint is complete before any rank exits
         raise Interrupted(f"stopped at step {step} of {t.steps}; checkpoint saved in {out}, "

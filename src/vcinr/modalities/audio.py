@@ -73,7 +73,7 @@ def write_audio(signal: Signal, path: Path) -> None:
         raise InputError("cannot write audio without a positive integer meta['sample_rate']")
     fmt = _FORMATS[path.suffix.lower()]
     subtype = signal.meta.get("subtype")
-    if not subtype or not sf.check_format(fmt, subtype):
+    if not isinstance(subtype, str) or not sf.check_format(fmt, subtype):  # meta may be forged
         subtype = sf.default_subtype(fmt)
     bits = _PCM_BITS.get(subtype)
     features = np.clip(signal.features.detach().cpu().numpy().astype(np.float64), 0.0, 1.0)
@@ -93,6 +93,7 @@ class AudioModality(Modality):
     coord_range = COORD_RANGE
     loss = "mse"
     in_dim = 1
+    snr_centre = 0.5  # a waveform in [-1, 1] is stored as (x + 1) / 2
 
     def read(self, path: Path) -> Signal:
         return read_audio(path)

@@ -24,6 +24,8 @@ class Modality(ABC):
         in_dim: number of coordinate dimensions; ``None`` where it depends on the data (the
             generic ``array`` modality has one coordinate per array axis: use ``Signal.in_dim``).
         directory: items are folders rather than files (SRN scenes), so no suffix applies.
+        snr_centre: the feature value of silence, for signal-to-noise ratios beside PSNR
+            (audio); ``None`` where an SNR would mean nothing.
     """
 
     name: str
@@ -33,6 +35,7 @@ class Modality(ABC):
     loss: str = "mse"
     in_dim: int | None
     directory: bool = False
+    snr_centre: float | None = None
 
     @abstractmethod
     def read(self, path: Path) -> Signal:
