@@ -70,9 +70,18 @@ class MetaConfig:
 
 @dataclass
 class TrainConfig:
+    """The outer loop.  The outer learning rate rises linearly from 0 over ``warmup_steps``,
+    then stays (``decay: none``) or follows a cosine down to ``final_lr_fraction × outer_lr``
+    at ``steps`` (``decay: cosine``): second-order meta-learning is most fragile in its first
+    steps, when the adapted latents change fastest, and a decayed rate settles a long run.
+    """
+
     steps: int = 1000
     batch_size: int = 16
     outer_lr: float = 3e-4
+    warmup_steps: int = 0
+    decay: str = "none"
+    final_lr_fraction: float = 0.1
     grad_clip: float | None = 1.0
     eval_every: int = 100
     eval_items: int = 128
@@ -115,6 +124,12 @@ class Config:
             raise ConfigError(f"train.grad_clip must be positive (or null for no clipping), got {t.grad_clip}")
         if t.time_budget is not None and t.time_budget <= 0:
             raise ConfigError(f"train.time_budget must be positive seconds, got {t.time_budget}")
+        if t.warmup_steps < 0:
+            raise ConfigError(f"train.warmup_steps must be >= 0, got {t.warmup_steps}")
+        if t.decay not in ("none", "cosine"):
+            raise ConfigError(f"train.decay must be none or cosine, got {t.decay!r}")
+        if not 0.0 <= t.final_lr_fraction <= 1.0:
+            raise ConfigError(f"train.final_lr_fraction must be in [0, 1], got {t.final_lr_fraction}")
         if t.device != "cpu" and not t.device.startswith("cuda"):
             raise ConfigError(f"train.device must be cpu or cuda[:N], got {t.device!r}")
 

@@ -264,10 +264,13 @@ class GatedConditioning(Conditioning):
         gate_first_layer: gate the coordinate layer too (off in all of the paper's tables).
         layer_norm: normalise φ first (the paper's main stabiliser, appendix E.1).
 
-    φ0 starts at 0, where LayerNorm's Jacobian is 1/√eps: the first inner step leaves 0 with
-    a step of unit LayerNorm-scale whatever the raw gradient's size, and later steps are
-    scale-free in the same way.  The factors start O(1), so ``U Vᵀ`` is centred on 0 and
-    the gates on ½, where σ is steepest.  The SIREN's gated
+    φ0 starts as a draw of N(0, I), not at 0: at 0 LayerNorm's Jacobian is 1/√eps ≈ 316, so
+    the first inner step would throw the normalised latent to unit size whatever its step
+    size, and the outer gradient on φ0 would be hundreds of times larger than on any other
+    parameter — the divergence seen as soon as dim(φ) or the network grew.  At unit scale the
+    Jacobian is about the identity and the inner steps move the latent by what their step
+    sizes say.  The factors start O(1), so ``U Vᵀ`` is centred on 0 and the gates on ½,
+    where σ is steepest.  The SIREN's gated
     layers start twice as wide (:meth:`compensate_siren_init`) so that the gated weights
     ``G ⊙ W`` keep the SIREN initialisation's scale.
     """
@@ -298,6 +301,10 @@ class GatedConditioning(Conditioning):
         # Factors of unit scale (3× PyTorch's default): small factors make U Vᵀ second-order
         # small, and the inner loop could then barely move the gates.
         nn.init.normal_(self.to_factors.weight, std=math.sqrt(3.0 / hidden))
+
+    def initial_state(self) -> torch.Tensor:
+        """φ0 before meta-learning: N(0, I), away from LayerNorm's singular point at 0."""
+        return torch.randn(self.latent_dim)
 
     def compensate_siren_init(self, siren: nn.Module) -> None:
         """Scale the gated layers' initial weights by 1/E[G] so G ⊙ W keeps SIREN's init scale."""
