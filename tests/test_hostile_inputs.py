@@ -6,6 +6,7 @@ corrupt files) are in test_modalities.py and the container's in test_codec_bitst
 test_fuzz_bitstream.py; this is the matrix a user meets on the command line.
 """
 
+import os
 import shutil
 import struct
 import zlib
@@ -67,6 +68,22 @@ def directory(name: str):
     return make
 
 
+def symlink_loop(name: str):
+    def make(folder: Path) -> Path:
+        (folder / name).symlink_to(folder / name)
+        return folder / name
+
+    return make
+
+
+def fifo(name: str):
+    def make(folder: Path) -> Path:
+        os.mkfifo(folder / name)
+        return folder / name
+
+    return make
+
+
 def copy_of(relative: str, name: str):
     def make(folder: Path) -> Path:
         shutil.copyfile(DATA / relative, folder / name)
@@ -96,6 +113,8 @@ COMPRESS_CASES = {
     "just over the point limit": (write("big.png", png_claiming(MAX_POINTS // 4096 + 1, 4096)), "more than vcinr reads"),
     "16-bit channels": (image("deep.png", (32, 32), "I;16"), "not supported"),
     "wrong channel count (gray)": (image("gray.png", (32, 32), "L"), "1 channel but the model was trained on 3"),
+    "symlink loop": (symlink_loop("loop.png"), "Too many levels of symbolic links"),
+    "a FIFO (would block)": (fifo("pipe.png"), "not a regular file"),
 }
 
 

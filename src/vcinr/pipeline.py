@@ -350,11 +350,11 @@ def compress_file(input: str | Path, model_dir: str | Path, quality: str | None 
     started = time.perf_counter()
     input = Path(input)
     output = Path(output) if output is not None else input.with_suffix(".vci")
-    if output.resolve() == input.resolve():
+    if os.path.realpath(output) == os.path.realpath(input):  # Path.resolve raises RuntimeError on a symlink loop
         raise InputError(f"{output}: the output would overwrite the input")
     loaded = load_model(model_dir)
     level = load_level(loaded, quality)
-    if not input.exists():
+    if not os.path.lexists(input):  # a symlink loop or a FIFO is refused by the reader, in one line
         raise InputError(f"{input}: no such file")
     signal = _read_input(input, loaded)
     data, estimated_bits, patches = encode_signal(signal, loaded, level, progress, input.name)

@@ -9,6 +9,7 @@ by suffix: name it.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from vcinr.errors import ConfigError, InputError
@@ -53,7 +54,7 @@ def modality_for_path(path: str | Path) -> Modality:
 def read_signal(path: str | Path, modality: str | None = None) -> Signal:
     """Read ``path`` as ``modality`` (default: from the suffix); every failure is an InputError."""
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):  # a symlink loop exists but is no file: the reader says so
         raise InputError(f"{path}: no such file")
     if modality is None:
         chosen = modality_for_path(path)

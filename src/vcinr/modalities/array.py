@@ -20,6 +20,7 @@ from vcinr.modalities.base import Modality
 from vcinr.modalities.common import (
     atomic_path,
     check_suffix,
+    load_npy,
     meta_dtype,
     meta_number,
     minmax_normalise,
@@ -45,7 +46,7 @@ def read_array(path: Path) -> Signal:
     path = Path(path)
     check_suffix(path, ArrayModality.suffixes, "array")
     with reading(path, "array"):
-        values = np.load(path, allow_pickle=False)
+        values = load_npy(path)
     return array_signal(values, path)
 
 

@@ -23,7 +23,7 @@ import torch
 from vcinr.errors import InputError
 from vcinr.modalities.base import Modality
 from vcinr.modalities.common import atomic_path, check_suffix, reading
-from vcinr.signal import Signal, grid_coordinates
+from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
 COORD_RANGE = (-5.0, 5.0)
 _FORMATS = {".wav": "WAV", ".flac": "FLAC", ".ogg": "OGG"}
@@ -41,6 +41,9 @@ def read_audio(path: Path, max_seconds: float | None = None) -> Signal:
     with reading(path, "audio"), sf.SoundFile(path) as f:
         bits = _PCM_BITS.get(f.subtype)
         wanted = f.frames if max_seconds is None else min(round(max_seconds * f.samplerate), f.frames)
+        if wanted * f.channels > MAX_POINTS:  # before decoding: a small FLAC of silence may hold hours
+            raise InputError(f"{path}: {wanted} frames x {f.channels} channels is more than vcinr reads "
+                             f"({MAX_POINTS} samples)")
         # libsndfile left-aligns every PCM width in int32; shifting back gives the B-bit codes.
         data = f.read(wanted, dtype="int32" if bits else "float64", always_2d=True)
         if len(data) < wanted:

@@ -7,15 +7,20 @@ way (to a temporary file that only replaces the target once it is complete).
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 import numpy as np
+from PIL import Image
 
 from vcinr.errors import InputError, VcinrError
+from vcinr.limits import MAX_ARRAY_BYTES, MAX_INPUT_BYTES, check_input_path, open_regular
 
 
 def one_line(text: object) -> str:
@@ -28,14 +33,22 @@ def reading(path: Path, what: str) -> Iterator[None]:
     """Turn any failure while decoding ``path`` into ``InputError("<path>: not a readable <what> ...")``.
 
     Third-party decoders (Pillow, libsndfile, FFmpeg, numpy) raise a zoo of exception types
-    for corrupt or truncated files; the user only needs to know which file and why.
+    for corrupt or truncated files; the user only needs to know which file and why.  They
+    open the path themselves, so it is checked first (:func:`vcinr.limits.check_input_path`:
+    no FIFO that would block them, no symlink loop, no file beyond the input cap).  Their
+    warnings would be extra lines on stderr: a decompression-bomb warning becomes the error,
+    any other is silenced.
     """
-    if not path.exists():
+    if not os.path.lexists(path):
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a {what} file")
+    check_input_path(path, InputError)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
     except VcinrError:
         raise
     except MemoryError:
@@ -182,7 +195,49 @@ def to_uint8(features: np.ndarray) -> np.ndarray:
     return np.rint(np.clip(np.asarray(features, dtype=np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
+def _check_npy_header(stream: IO[bytes], path: Path, available: int) -> None:
+    """Refuse an ``.npy`` stream whose header declares more than :data:`MAX_ARRAY_BYTES` or than it holds.
+
+    numpy allocates the whole array from the header's shape before reading the data, so a
+    few bytes claiming a huge shape would otherwise allocate it.
+    """
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(stream)
+    else:
+        raise InputError(f"{path}: unsupported .npy format version {version}")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes > MAX_ARRAY_BYTES:
+        raise InputError(f"{path}: an array of shape {shape} ({nbytes} bytes) is larger than vcinr reads "
+                         f"({MAX_ARRAY_BYTES} bytes)")
+    if nbytes > available - stream.tell():
+        raise InputError(f"{path}: an array header claims {nbytes} bytes, more than the file holds")
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """An ``.npy`` array, its header checked before numpy allocates it; never unpickled."""
+    with open_regular(path, MAX_INPUT_BYTES, "array file", InputError) as f:
+        _check_npy_header(f, path, os.fstat(f.fileno()).st_size)
+        f.seek(0)
+        return np.load(f, allow_pickle=False)
+
+
 def load_npz(path: Path) -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` without ever unpickling (object arrays are refused)."""
+    """All arrays of an ``.npz`` without ever unpickling (object arrays are refused).
+
+    The members' uncompressed sizes (from the zip directory, which bounds what ``zipfile``
+    inflates) and every array header are checked before anything is decompressed: a 4 MB
+    zip bomb used to be inflated to 8 GB before any limit applied.
+    """
     with np.load(path, allow_pickle=False) as archive:
+        members = archive.zip.infolist()
+        total = sum(info.file_size for info in members)
+        if total > MAX_ARRAY_BYTES:
+            raise InputError(f"{path}: its arrays hold {total} bytes uncompressed, more than vcinr reads "
+                             f"({MAX_ARRAY_BYTES} bytes)")
+        for info in members:
+            with archive.zip.open(info) as member:
+                _check_npy_header(member, path, info.file_size)
         return {key: archive[key] for key in archive.files}

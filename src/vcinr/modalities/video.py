@@ -20,7 +20,7 @@ from PIL import Image
 from vcinr.errors import InputError
 from vcinr.modalities.base import Modality
 from vcinr.modalities.common import atomic_path, check_suffix, meta_number, reading, to_uint8
-from vcinr.signal import Signal, grid_coordinates
+from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
 SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".gif", ".mpg", ".mpeg")
 _LOSSY = {"codec": "libx264", "options": {"crf": "18"}}
@@ -72,7 +72,10 @@ def read_video(path: Path, max_frames: int | None = None, size: tuple[int, int] 
             "width": int(stream.width),
             "height": int(stream.height),
         }
+        frame_points = (size[0] * size[1]) if size else meta["width"] * meta["height"]
         for frame in container.decode(stream):
+            if (len(frames) + 1) * frame_points > MAX_POINTS:  # before this frame is kept
+                raise InputError(f"{path}: more than {MAX_POINTS} pixels in its frames, more than vcinr reads")
             # Every frame is converted to the first frame's size in case the stream changes size.
             rgb = frame.to_ndarray(format="rgb24", width=meta["width"], height=meta["height"])
             frames.append(center_crop_resize(rgb, size) if size else rgb)

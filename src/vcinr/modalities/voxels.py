@@ -17,16 +17,17 @@ augmentation.
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import ndimage
 
 from vcinr.errors import InputError
+from vcinr.limits import MAX_INPUT_BYTES, read_bounded
 from vcinr.modalities.base import Modality
-from vcinr.modalities.common import atomic_path, check_suffix, load_npz, reading
-from vcinr.signal import Signal, grid_coordinates
+from vcinr.modalities.common import atomic_path, check_suffix, load_npy, load_npz, reading
+from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
 _NPZ_KEYS = ("voxels", "occupancy")
 
@@ -54,6 +55,8 @@ def _read_binvox(raw: bytes, path: Path) -> tuple[np.ndarray, dict]:
         raise InputError(f"{path}: binvox header has no 'data' line")
     if dims is None or len(dims) != 3 or min(dims) <= 0:
         raise InputError(f"{path}: binvox header has no valid 'dim' line")
+    if math.prod(dims) > MAX_POINTS:  # the run-length data expands up to 127x: check before it does
+        raise InputError(f"{path}: a {dims} grid is more than vcinr reads ({MAX_POINTS} voxels)")
     pairs = np.frombuffer(stream.read(), dtype=np.uint8)
     if len(pairs) % 2:
         raise InputError(f"{path}: binvox data is truncated (odd number of run-length bytes)")
@@ -130,12 +133,12 @@ def read_voxels(path: Path, threshold: float | None = None) -> Signal:
     meta: dict = {"format": suffix}
     with reading(path, "voxel"):
         if suffix == ".binvox":
-            volume, binvox_meta = _read_binvox(path.read_bytes(), path)
+            volume, binvox_meta = _read_binvox(read_bounded(path, MAX_INPUT_BYTES, "voxel file", InputError), path)
             meta.update(binvox_meta)
         elif suffix == ".npz":
             volume, meta["key"] = _npz_volume(path)
         else:
-            volume = np.load(path, allow_pickle=False)
+            volume = load_npy(path)
     occupancy = to_occupancy(volume, path, threshold)
     if threshold is not None:
         meta["threshold"] = float(threshold)
@@ -286,6 +289,8 @@ def rescale_occupancy(
     per-axis scales in [0.75, 1.25]); with ``factors = shape / occupancy.shape`` it resamples
     a grid to another resolution.
     """
+    from scipy import ndimage  # ~0.25 s to import: only when voxels are rescaled, not at every start
+
     shape = tuple(occupancy.shape) if shape is None else tuple(shape)
     zoomed = ndimage.zoom(occupancy.astype(np.float32), factors, order=1, grid_mode=True, mode="grid-constant") > 0.5
     out = np.zeros(shape, dtype=bool)
