@@ -276,3 +276,10 @@ def test_decompress_refuses_forged_meta_the_writer_cannot_honour(changes, messag
                                        "-o", str(out / "field.npz"), "--quiet"])
     assert message in err, err
     assert list(out.iterdir()) == []
+
+
+def test_os_errors_are_one_escaped_line_with_exit_2(tmp_path, vcinr_main, capsys):
+    """Issue 14: OS errors exited 1 and printed the file name raw (a newline and an escape split the line)."""
+    out = "/dev/null/run\n\x1b[2Jx"  # mkdir below /dev/null: NotADirectoryError naming this path
+    err = run_cli(vcinr_main, capsys, ["train", "--config", str(tiny_yaml(tmp_path)), "--out", out, "--quiet"])
+    assert "Not a directory" in err and "\\n\\x1b[2Jx" in err, err

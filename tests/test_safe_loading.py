@@ -214,3 +214,57 @@ def test_a_damaged_codec_level_is_treated_as_absent(stem, changes, tiny_cifar_co
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "does not have" in err, err
     assert not (tmp_path / "y.png").exists()
+
+
+def rewrite_state(path: Path, text: str) -> None:
+    """Replace a checkpoint's scalars by ``text`` (raw JSON), keeping its tensors."""
+    from safetensors.torch import load_file, save_file
+
+    from vcinr.meta.model import STATE_KEY
+
+    save_file(load_file(path), path, metadata={STATE_KEY: text})
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.update(step=-1), "checkpoint step must be an integer"),
+    (lambda s: s.update(step=10**15), "checkpoint step must be an integer"),
+    (lambda s: s.update(step="2"), "checkpoint step must be an integer"),
+    (lambda s: s.update(elapsed="NaN"), "NaN is not a number"),
+    (lambda s: s.update(elapsed=-5.0), "checkpoint elapsed must be seconds"),
+    (lambda s: s["param_groups"][0].update(lr="NaN"), "NaN is not a number"),
+    (lambda s: s["param_groups"][0].update(lr=-1.0), "checkpoint learning rate must be"),
+    (lambda s: s["param_groups"][0].update(betas=[0.9, "Infinity"]), "Infinity is not a number"),
+    (lambda s: s.update(initial={"psnr": "high"}), "initial metrics must be an object of numbers"),
+])
+def test_tampered_checkpoint_scalars_are_refused(edit, message, tiny_config, data_dir, tmp_path):
+    """Issue 14: a negative step, NaN learning rate or time were tracebacks; step 10^15 'trained' 10^15 steps."""
+    config = tiny_config("cifar10", data_dir / "cifar10", steps=2, max_items=16, batch_size=4, inner_steps=1)
+    out = tmp_path / "run"
+    training.train(config, out, progress=False)
+    path = out / training.CHECKPOINT_FILE
+    from vcinr.meta.model import load_state
+
+    scalars = load_state(path)[1]
+    edit(scalars)
+    rewrite_state(path, json.dumps(scalars).replace('"NaN"', "NaN").replace('"Infinity"', "Infinity"))
+    config.train.steps = 4
+    with pytest.raises(ModelError, match=f"cannot resume from .*{message}.*delete it to start over") as info:
+        training.train(config, out, progress=False)
+    assert "\n" not in str(info.value)
+
+
+def test_stale_checkpoint_temporaries_are_removed_and_files_respect_the_umask(tiny_config, data_dir, tmp_path):
+    """A SIGKILL during a checkpoint write left a 0-byte .tmp forever; files were written 0600."""
+    config = tiny_config("cifar10", data_dir / "cifar10", steps=2, max_items=16, batch_size=4, inner_steps=1)
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = out / f".{training.CHECKPOINT_FILE}.0badf00d.tmp"
+    stale.write_bytes(b"")
+    previous = os.umask(0o022)
+    try:
+        training.train(config, out, progress=False)
+    finally:
+        os.umask(previous)
+    assert not stale.exists()
+    for name in (WEIGHTS_FILE, CONFIG_FILE, training.CHECKPOINT_FILE):
+        assert (out / name).stat().st_mode & 0o777 == 0o644, name

@@ -168,8 +168,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vcinr {args.command}: interrupted" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
     except OSError as exc:  # disk full, permission denied, ...: the user's environment, not a bug
-        print(f"vcinr {args.command}: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
-        return 1
+        message = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")  # file names may hold control characters
+        print(f"vcinr {args.command}: error: {_printable(message)}", file=sys.stderr)
+        return EXIT_USAGE
     except (MemoryError, RuntimeError) as exc:  # torch reports a failed CPU allocation as RuntimeError
         if not (isinstance(exc, MemoryError) or "can't allocate memory" in str(exc) or "out of memory" in str(exc)):
             raise

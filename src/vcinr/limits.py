@@ -120,7 +120,7 @@ def _no_constant(text: str) -> Any:
     raise ValueError(f"{text} is not a number")
 
 
-def check_json_shape(value: Any, what: str, error: type[VcinrError], max_depth: int = MAX_JSON_DEPTH,
+def check_json_shape(value: Any, what: str, error: type[Exception], max_depth: int = MAX_JSON_DEPTH,
                      max_items: int = MAX_JSON_ITEMS) -> None:
     """Refuse ``value`` nested deeper than ``max_depth`` or holding more than ``max_items`` elements (iteratively)."""
     stack, items = [(value, 0)], 0
@@ -140,7 +140,7 @@ def check_json_shape(value: Any, what: str, error: type[VcinrError], max_depth: 
         stack.extend((child, depth + 1) for child in children)
 
 
-def parse_json(text: str | bytes, what: str, error: type[VcinrError], max_depth: int = MAX_JSON_DEPTH,
+def parse_json(text: str | bytes, what: str, error: type[Exception], max_depth: int = MAX_JSON_DEPTH,
                max_items: int = MAX_JSON_ITEMS) -> Any:
     """JSON text → value, every problem (syntax, encoding, numbers, depth, size) one ``error`` line."""
     if len(text) > MAX_JSON_BYTES:

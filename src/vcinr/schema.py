@@ -169,4 +169,42 @@ def check_level_json(info: Any, where: str) -> dict[str, Any]:
     return info
 
 
-__all__ = ["DECODE_BATCH", "MAX_DECODE_BYTES", "check_item", "check_level_json", "check_model_config", "fingerprint"]
+MAX_STEPS = 10**9  # outer steps: far beyond any run (the paper's longest are ~10^6)
+MAX_SECONDS = 1e9  # recorded training time (30 years)
+
+
+def check_checkpoint_scalars(scalars: Any) -> dict[str, Any]:
+    """A checkpoint's scalars (``save_state``), checked like a config; ``ValueError`` when damaged.
+
+    ``ValueError`` because the checkpoint readers already report it as "damaged or from
+    another vcinr version; delete it to start over", naming the file.  A tampered step of
+    -1 or 10^15, a NaN learning rate or elapsed time used to be tracebacks or a run that
+    "trained" 10^15 steps.
+    """
+    if not isinstance(scalars, dict):
+        raise ValueError("checkpoint state is not a JSON object")
+    if "step" in scalars and (type(scalars["step"]) is not int or not 0 <= scalars["step"] <= MAX_STEPS):
+        raise ValueError(f"checkpoint step must be an integer in 0..{MAX_STEPS}, got {_show(scalars['step'])}")
+    for key in ("elapsed", "cpu"):
+        value = scalars.get(key, 0.0)
+        if type(value) not in (int, float) or not 0.0 <= value <= MAX_SECONDS:
+            raise ValueError(f"checkpoint {key} must be seconds in [0, {MAX_SECONDS:g}], got {_show(value)}")
+    initial = scalars.get("initial", {})
+    if not isinstance(initial, dict) or not all(type(v) in (int, float) for v in initial.values()):
+        raise ValueError("checkpoint initial metrics must be an object of numbers")
+    groups = scalars.get("param_groups", [])
+    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
+        raise ValueError("checkpoint param_groups must be a list of objects")
+    for group in groups:
+        for key, value in group.items():
+            values = value if isinstance(value, list) else [value]
+            if not all(v is None or type(v) in (bool, str) or (type(v) in (int, float) and abs(v) <= 1e18)
+                       for v in values):
+                raise ValueError(f"checkpoint optimiser setting {key} must be finite, got {_show(value)}")
+        if "lr" in group and not (type(group["lr"]) in (int, float) and 0.0 <= group["lr"] <= 1e6):
+            raise ValueError(f"checkpoint learning rate must be in [0, 1e6], got {_show(group['lr'])}")
+    return scalars
+
+
+__all__ = ["DECODE_BATCH", "MAX_DECODE_BYTES", "check_checkpoint_scalars", "check_item", "check_level_json",
+           "check_model_config", "fingerprint"]
