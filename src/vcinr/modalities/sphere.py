@@ -166,16 +166,13 @@ def write_sphere(signal: Signal, path: Path) -> None:
     lat, lon = _axes(path, axes, field.shape[1:])
     arrays = {"latitude": lat.astype(np.float32), "longitude": lon.astype(np.float32)}
     if meta.get("layout") == "era5":
-        t_min, t_max = meta_number(meta, "min"), meta_number(meta, "max")
-        kelvin = field.astype(np.float64) * (t_max - t_min) + t_min
-        if max(abs(t_min), abs(t_max), float(np.abs(kelvin).max())) > np.finfo(np.float32).max:
-            raise InputError(f"signal meta range [{t_min:g}, {t_max:g}] does not fit the float32 ERA5 layout")
-        arrays.update(
-            temperature_normalized=field,
-            temperature_kelvin=kelvin.astype(np.float32),
-            t_min=np.float32(t_min),
-            t_max=np.float32(t_max),
-        )
+        low, high = meta_number(meta, "min"), meta_number(meta, "max")
+        with np.errstate(all="ignore"):  # overflow is checked below, not printed as a warning
+            t_min, t_max = np.float32(low), np.float32(high)
+            kelvin = (field * (t_max - t_min) + t_min).astype(np.float32)  # float32, as always: same bytes
+        if not (np.isfinite(t_min) and np.isfinite(t_max) and np.isfinite(kelvin).all()):
+            raise InputError(f"signal meta range [{low:g}, {high:g}] does not fit the float32 ERA5 layout")
+        arrays.update(temperature_normalized=field, temperature_kelvin=kelvin, t_min=t_min, t_max=t_max)
         if "source_index" in meta:
             index = meta_int(meta, "source_index", np.iinfo(np.int32).min, np.iinfo(np.int32).max)
             arrays["source_index"] = np.array([index], dtype=np.int32)
