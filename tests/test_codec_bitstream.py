@@ -71,9 +71,13 @@ def test_wrong_magic(bad):
 
 def test_unknown_version_and_trailing_bytes():
     data = bytearray(pack(header(), b"xyz"))
-    data[4] = 2
-    with pytest.raises(BitstreamError, match="version 2"):
+    data[4] = bitstream.VERSION + 1
+    with pytest.raises(BitstreamError, match=f"version {bitstream.VERSION + 1};"):
         unpack(bytes(data))
+    data[4] = 1  # the CompressAI-coded format: refused in one line that says what to do
+    with pytest.raises(BitstreamError, match="version 1 .*CompressAI.*158ec5c") as excinfo:
+        unpack(bytes(data))
+    one_line_error(excinfo)
     good = pack(header(), b"xyz")
     body = good[:-4] + b"extra"
     import struct

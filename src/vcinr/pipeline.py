@@ -50,9 +50,8 @@ from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
 BATCH = DECODE_BATCH  # patches per inner-loop / decoder batch; fixed so decoding is reproducible
 # With signal.MAX_POINTS, the limit that keeps a hostile .vci file from making the decoder
-# allocate more than ~2 GB: symbols in the rANS stream, each of which may cost
-# ``entropy.decode_padding`` bytes.  The encoder refuses larger inputs, so it never writes a
-# file the decoder would refuse.
+# allocate more than ~1 GB: symbols in the range-coded stream.  The encoder refuses larger
+# inputs, so it never writes a file the decoder would refuse.
 MAX_SYMBOLS = 1 << 22
 
 

@@ -2,16 +2,14 @@
 
 * :mod:`~vcinr.codec.codecs` — :class:`LearnedCodec` (VC-INR transform coder) and
   :class:`UniformCodec` (COIN++ uniform quantisation), φ ↔ integer symbols.
-* :mod:`~vcinr.codec.entropy` — 16-bit CDF tables and CompressAI's rANS coder.
-* :mod:`~vcinr.codec.transform` — the trainable transform coder (imports CompressAI).
+* :mod:`~vcinr.codec.entropy` — 16-bit CDF tables and constriction's range coder.
+* :mod:`~vcinr.codec.bottleneck` — the factorised entropy model (a torch port of CompressAI's).
+* :mod:`~vcinr.codec.transform` — the trainable transform coder (only ``fit-codec`` needs it).
 * :mod:`~vcinr.codec.fit` — ``vcinr fit-codec``: latents of the training items, RD training.
 * :mod:`~vcinr.codec.levels` — quality levels stored under ``MODEL_DIR/codecs/``.
 * :mod:`~vcinr.codec.bitstream` — the ``.vci`` container (``docs/bitstream.md``).
 * :mod:`~vcinr.codec.commands` — the ``fit-codec``, ``compress`` and ``decompress`` commands.
 
-Submodules are imported lazily; ``import vcinr.codec`` stays cheap.
+Nothing is imported here, so ``import vcinr.codec.commands`` (``vcinr --help``) does not
+import torch; the codec classes come from :mod:`~vcinr.codec.codecs`.
 """
-
-from vcinr.codec.codecs import LatentCodec, LearnedCodec, ResidualMLP, UniformCodec
-
-__all__ = ["LatentCodec", "LearnedCodec", "ResidualMLP", "UniformCodec"]

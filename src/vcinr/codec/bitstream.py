@@ -5,7 +5,7 @@ described with its rationale in ``docs/bitstream.md``)::
 
     field                       size
     magic b"VCI\\x1a"             4
-    version (1)                 1
+    version (2)                 1    1: CompressAI's rANS payload (no longer read)
     codec kind                  1    0 learned, 1 uniform (informational)
     model fingerprint           8    first 8 bytes of the SHA-256 of model.safetensors
     codec fingerprint           8    first 8 bytes of the SHA-256 of the level's weights
@@ -18,7 +18,7 @@ described with its rationale in ``docs/bitstream.md``)::
     symbols per patch K         varint (>= 1)
     signal meta                 varint n, then n bytes: raw DEFLATE (preset dictionary) of
                                 compact JSON, arithmetic progressions folded (see below)
-    payload                     varint n, then n bytes: the P·K symbols in one rANS stream
+    payload                     varint n, then n bytes: the P·K symbols in one range-coded stream
     CRC-32 (zlib)               4    of every byte before it
 
 The fingerprints are truncated to 64 bits: they guard against decoding with the wrong
@@ -44,7 +44,7 @@ from vcinr.errors import BitstreamError
 from vcinr.limits import parse_json
 
 MAGIC = b"VCI\x1a"
-VERSION = 1
+VERSION = 2  # 2: payload range-coded with constriction (1 was CompressAI's rANS)
 KINDS = {"learned": 0, "uniform": 1}
 FINGERPRINT_BYTES = 8
 MAX_NDIM = 8
@@ -263,7 +263,9 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     if len(data) < MIN_SIZE:
         raise BitstreamError(f"truncated bitstream: {len(data)} bytes is shorter than any .vci header")
     if data[len(MAGIC)] != VERSION:
-        raise BitstreamError(f"unsupported bitstream version {data[len(MAGIC)]} (this vcinr reads version {VERSION})")
+        old = (" (a CompressAI rANS payload: decode it with a vcinr from before format 2, e.g. commit 158ec5c)"
+               if data[len(MAGIC)] == 1 else "")
+        raise BitstreamError(f"unsupported bitstream version {data[len(MAGIC)]}{old}; this vcinr reads version {VERSION}")
     (crc,) = struct.unpack("<I", data[-4:])
     if zlib.crc32(data[:-4]) != crc:
         try:

@@ -1,4 +1,4 @@
-"""Training-time transform coder: g_a, g_s and CompressAI's factorised entropy bottleneck.
+"""Training-time transform coder: g_a, g_s and the factorised entropy bottleneck.
 
 :class:`TransformCoder` is the differentiable model of Algorithm 2 (paper appendix D): in
 ``noise`` mode the code is perturbed with ``U(-½, ½)`` noise (Ballé et al., 2017) and its
@@ -7,24 +7,19 @@ rate comes from the bottleneck's continuous density; in ``round`` mode it is rou
 the bottleneck into 16-bit CDF tables and returns the :class:`~vcinr.codec.codecs.LearnedCodec`
 that encoder and decoder use.
 
-Importing this module imports CompressAI (several seconds); only ``fit-codec`` needs it.
+Only ``fit-codec`` needs this module; the bottleneck is :mod:`vcinr.codec.bottleneck`.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 from torch import nn
 
-with warnings.catch_warnings():  # compressai's import-time torch.jit.script calls warn on torch 2.14
-    warnings.simplefilter("ignore", FutureWarning)
-    from compressai.entropy_models import EntropyBottleneck
-
+from vcinr.codec.bottleneck import EntropyBottleneck
 from vcinr.codec.codecs import LearnedCodec, ResidualMLP
 from vcinr.codec.entropy import EntropyTables
 
-QUANTILES = "entropy_bottleneck.quantiles"  # trained by the auxiliary loss only (as in CompressAI)
+QUANTILES = "entropy_bottleneck.quantiles"  # trained by the auxiliary loss only
 
 
 class TransformCoder(nn.Module):
@@ -59,7 +54,7 @@ class TransformCoder(nn.Module):
         return self.g_a((phi - self.mean) / self.std)
 
     def aux_loss(self) -> torch.Tensor:
-        """CompressAI's auxiliary loss that fits the bottleneck's quantiles (its coding range)."""
+        """The bottleneck's auxiliary loss that fits the bottleneck's quantiles (its coding range)."""
         return self.entropy_bottleneck.loss()
 
     def parameter_groups(self) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -77,10 +72,10 @@ class TransformCoder(nn.Module):
     @torch.no_grad()
     def to_codec(self) -> LearnedCodec:
         """Freeze the bottleneck into integer CDFs (quantile search + ``update``) → inference codec."""
-        self.entropy_bottleneck.update(force=True, update_quantiles=True)
         eb = self.entropy_bottleneck
+        eb.update()
         tables = EntropyTables(eb._quantized_cdf.clone(), eb._cdf_length.clone(), eb._offset.clone())
-        medians = eb.quantiles[:, 0, 1].detach().clone()
+        medians = eb.medians.detach().clone()
         g_a = ResidualMLP(self.mean.shape[0], self.arch["z_dim"], self.arch["width"], self.arch["blocks"])
         g_s = ResidualMLP(self.arch["z_dim"], self.mean.shape[0], self.arch["width"], self.arch["blocks"])
         g_a.load_state_dict(self.g_a.state_dict())
