@@ -110,3 +110,20 @@ def test_merge_refuses_wrong_patch_count() -> None:
         merge_patches(patches[:3], (8, 8))
     with pytest.raises(InputError, match="expected patches"):
         merge_patches(patches, (8, 8), (2, 2))
+
+
+@pytest.mark.parametrize("grid, patch", [((7, 10), (3, 4)), ((8, 8), (4, 4)), ((5, 6, 7), (2, 3, 4)), ((9,), (4,))])
+def test_merge_target_filled_batch_by_batch_equals_merge_patches(grid, patch):
+    """The decoder writes batches of patches straight into the merged grid (issue 14): same result, no copies."""
+    from vcinr.patching import merge_target
+
+    signal = torch.randn(*grid, 2)
+    patches = split_patches(signal, patch)
+    padded, blocks = merge_target(grid, patch, 2)
+    counts = blocks.shape[: len(grid)]
+    for start in reversed(range(0, patches.shape[0], 3)):  # batches of 3, arriving in any order
+        batch = patches[start : start + 3]
+        blocks[torch.unravel_index(torch.arange(start, start + batch.shape[0]), counts)] = batch
+    merged = padded[tuple(slice(0, n) for n in grid)]
+    assert torch.equal(merged, merge_patches(patches, grid, patch))
+    assert torch.equal(merged, signal)

@@ -97,3 +97,19 @@ def merge_patches(patches: torch.Tensor, grid_shape: Sequence[int], patch: Seque
     order = [i for pair in zip(range(d), range(d, 2 * d)) for i in pair] + [2 * d]
     padded = blocks.permute(order).reshape(*[k * p for k, p in zip(counts, patch)], patches.shape[-1])
     return padded[tuple(slice(0, n) for n in grid_shape)].contiguous()
+
+
+def merge_target(grid_shape: Sequence[int], patch: Sequence[int], channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """An empty padded grid and a view of it as blocks ``(k0, k1, ..., *patch, C)``, for merging as patches arrive.
+
+    Writing patch ``i`` to ``blocks[unravel_index(i, counts)]`` gives what :func:`merge_patches`
+    gives, without holding every patch and the merged grid at once: a decoder writes each
+    batch straight into its output (at the size limit that halves its memory).  Crop the
+    padded grid to ``grid_shape`` afterwards.
+    """
+    grid_shape, patch = _check(grid_shape, patch)
+    counts = patch_grid(grid_shape, patch)
+    padded = torch.empty(*[k * p for k, p in zip(counts, patch)], channels)
+    d = len(patch)
+    interleaved = padded.view(*[n for pair in zip(counts, patch) for n in pair], channels)  # (k0, p0, k1, p1, ..., C)
+    return padded, interleaved.permute(*range(0, 2 * d, 2), *range(1, 2 * d, 2), 2 * d)

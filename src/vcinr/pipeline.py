@@ -44,7 +44,7 @@ from vcinr.errors import BitstreamError, InputError
 from vcinr.limits import MAX_VCI_BYTES, read_bounded
 from vcinr.meta.model import LoadedModel, atomic_write_bytes, load_model
 from vcinr.modalities import get_modality, read_signal, write_signal
-from vcinr.patching import merge_patches, patch_count, split_patches
+from vcinr.patching import merge_target, patch_count, split_patches
 from vcinr.schema import DECODE_BATCH
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
@@ -183,22 +183,34 @@ def single_thread() -> Iterator[int]:
         torch.set_num_threads(threads)
 
 
-def map_batches(fn: Callable[[torch.Tensor], torch.Tensor], items: torch.Tensor, workers: int) -> torch.Tensor:
-    """``fn`` on fixed batches of ``BATCH`` items, ``workers`` batches at a time, without autograd.
+def store_batches(fn: Callable[[torch.Tensor], torch.Tensor], items: torch.Tensor, workers: int,
+                  store: Callable[[int, torch.Tensor], None]) -> None:
+    """``fn`` on fixed batches of ``BATCH`` items, ``workers`` batches at a time, without autograd;
+    each result goes to ``store(start, result)`` as soon as it is computed and is not kept.
 
     Meant inside :func:`single_thread`: every batch is then computed on one thread the same way
     whichever thread runs it, so the result is bit-identical for any ``workers``, and a
-    decoder still uses every core (torch releases the GIL inside its ops).
+    decoder still uses every core (torch releases the GIL inside its ops).  ``store`` may be
+    called from several threads at once (for disjoint ``start``s).
     """
-    def run(start: int) -> torch.Tensor:
+    def run(start: int) -> None:
         with torch.no_grad():  # grad mode is per thread
-            return fn(items[start : start + BATCH])
+            store(start, fn(items[start : start + BATCH]))
 
     starts = range(0, items.shape[0], BATCH)
     if workers <= 1 or len(starts) <= 1:
-        return torch.cat([run(start) for start in starts])
+        for start in starts:
+            run(start)
+        return
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return torch.cat(list(pool.map(run, starts)))
+        list(pool.map(run, starts))
+
+
+def map_batches(fn: Callable[[torch.Tensor], torch.Tensor], items: torch.Tensor, workers: int) -> torch.Tensor:
+    """:func:`store_batches`, the results concatenated in order."""
+    results: dict[int, torch.Tensor] = {}
+    store_batches(fn, items, workers, results.__setitem__)
+    return torch.cat([results[start] for start in sorted(results)])
 
 
 # --- encode / decode in memory ----------------------------------------------------------------
@@ -305,14 +317,24 @@ def decode_bytes(data: bytes, loaded: LoadedModel, name: str = "bitstream",
     carried = _carried_coords(spec.modality, header.meta, grid, name)
     item_shape = grid if carried is not None else tuple(spec.item_shape)
     coords = carried.reshape(1, -1, spec.in_dim) if carried is not None else _item_coords(loaded, level)
-    with single_thread() as workers:
-        decoded = map_batches(lambda code: model.decode(coords, code).clamp(0.0, 1.0), phi_hat, workers)
-    patches = decoded.reshape(header.patch_count, *item_shape, spec.out_dim)
-    if spec.coord_range is None or carried is not None:
-        features = patches[0]
+    decode = lambda code: model.decode(coords, code).clamp(0.0, 1.0)  # noqa: E731
+    if spec.coord_range is None or carried is not None:  # one item: the whole grid
+        with single_thread() as workers:
+            features = map_batches(decode, phi_hat, workers).reshape(*grid, spec.out_dim)
         grid_coords = coords.reshape(*grid, spec.in_dim)
     else:
-        features = merge_patches(patches, grid, item_shape)
+        # Each batch of patches goes straight into the merged grid: no list of batches, no
+        # concatenation, no separate merge copy (decoding at the size limit, docs/reliability.md).
+        padded, blocks = merge_target(grid, item_shape, spec.out_dim)
+        counts = blocks.shape[: len(grid)]
+
+        def store(start: int, batch: torch.Tensor) -> None:
+            index = torch.unravel_index(torch.arange(start, start + batch.shape[0]), counts)
+            blocks[index] = batch.reshape(batch.shape[0], *item_shape, spec.out_dim)
+
+        with single_thread() as workers:
+            store_batches(decode, phi_hat, workers, store)
+        features = padded[tuple(slice(0, n) for n in grid)]
         grid_coords = grid_coordinates(grid, *spec.coord_range)
     try:
         signal = Signal(features.contiguous(), grid_coords, spec.modality, header.meta)

@@ -190,9 +190,25 @@ def _short(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+_CHUNK = 1 << 20  # elements converted at a time by to_uint8
+
+
 def to_uint8(features: np.ndarray) -> np.ndarray:
-    """``[0, 1]`` features → 8-bit samples: ``round(clip(f, 0, 1) * 255)`` (images, video)."""
-    return np.rint(np.clip(np.asarray(features, dtype=np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
+    """``[0, 1]`` features → 8-bit samples: ``round(clip(f, 0, 1) * 255)`` (images, video).
+
+    Computed in float64 (as it always was, so outputs stay byte-identical) but a chunk at a
+    time, in place: a whole-grid float64 copy and its temporaries took ~2.4 GB at the
+    decoder's size limit.
+    """
+    flat = np.ascontiguousarray(features).reshape(-1)
+    out = np.empty(flat.shape, dtype=np.uint8)
+    for start in range(0, flat.size, _CHUNK):
+        chunk = flat[start : start + _CHUNK].astype(np.float64)
+        np.clip(chunk, 0.0, 1.0, out=chunk)
+        chunk *= 255.0
+        np.rint(chunk, out=chunk)
+        out[start : start + _CHUNK] = chunk
+    return out.reshape(np.shape(features))
 
 
 def _check_npy_header(stream: IO[bytes], path: Path, available: int) -> None:
