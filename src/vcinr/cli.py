@@ -41,6 +41,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
         overrides[key] = yaml.safe_load(value)
     config = load_config(args.config, overrides)
+    resume_step = _checkpoint_step(args.out)
+    if resume_step is not None and os.environ.get("RANK", "0") == "0":
+        print(f"resuming from step {resume_step} ({args.out})")
     result = train(config, args.out, progress=not args.quiet)
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun every rank trains; rank 0 reports
@@ -54,10 +57,34 @@ def _cmd_train(args: argparse.Namespace) -> None:
         print(f"vcinr train: warning: {warning}", file=sys.stderr)
 
 
+def _checkpoint_step(out: Path) -> int | None:
+    """The step a ``train --out`` checkpoint holds (read from its metadata only), ``None`` without one.
+
+    A damaged checkpoint also gives ``None``: ``train`` then reports it in its own words.
+    """
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    from vcinr.meta.model import STATE_KEY
+    from vcinr.meta.training import CHECKPOINT_FILE
+
+    path = out / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(path, framework="pt") as f:
+            step = json.loads((f.metadata() or {})[STATE_KEY])["step"]
+    except (OSError, KeyError, TypeError, ValueError, SafetensorError):
+        return None
+    return step if isinstance(step, int) else None
+
+
 def _cmd_eval(args: argparse.Namespace) -> None:
+    from vcinr.bundled import resolve_model
     from vcinr.evaluate.harness import format_table, run_eval
 
-    outcome = run_eval(args.model, args.inputs, args.out, codecs=args.codecs, anchor=args.anchor,
+    outcome = run_eval(resolve_model(args.model), args.inputs, args.out, codecs=args.codecs, anchor=args.anchor,
                        qualities=args.quality, max_files=args.max_files, reference=args.reference,
                        ms_ssim=args.ms_ssim, progress=not args.quiet)
     print(format_table(outcome))
@@ -116,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "modality's standard codecs; write rd.json (all points, BD-rates) and rd.png.")
     p.add_argument("inputs", nargs="+", type=Path,
                    help="files or directories (an .npz of CIFAR-style 'images' or of sphere fields is unpacked)")
-    p.add_argument("--model", required=True, type=Path, help="model directory with fitted codecs")
+    p.add_argument("--model", required=True,
+                   help="model directory with fitted codecs, or a bundled model's name (see 'vcinr models')")
     p.add_argument("--out", required=True, type=Path, help="folder for rd.json and rd.png")
     p.add_argument("--codecs", nargs="*", help="standard codecs (default: all of the modality)")
     p.add_argument("--anchor", help="codec the BD-rates are measured against (default: JPEG / MP3 / H.264)")
@@ -152,6 +180,18 @@ def _printable(message: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
 
 
+def _end_progress_bars() -> None:
+    """Close the progress bars an interrupted command left open, so the next message starts its own line.
+
+    The bars still live in the frames of the traceback, so nothing else closes them before
+    the message is printed.
+    """
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None:
+        for bar in list(getattr(tqdm.tqdm, "_instances", ())):
+            bar.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -165,6 +205,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vcinr {args.command}: error: {_printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
+        _end_progress_bars()
         print(f"vcinr {args.command}: interrupted" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
     except OSError as exc:  # disk full, permission denied, ...: the user's environment, not a bug

@@ -46,7 +46,7 @@ from vcinr.meta.model import LoadedModel, atomic_write_bytes, load_model
 from vcinr.modalities import get_modality, read_signal, write_signal
 from vcinr.patching import merge_target, patch_count, split_patches
 from vcinr.schema import DECODE_BATCH
-from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
+from vcinr.signal import MAX_POINTS, Signal, grid_coordinates, size_text
 
 BATCH = DECODE_BATCH  # patches per inner-loop / decoder batch; fixed so decoding is reproducible
 # With signal.MAX_POINTS, the limit that keeps a hostile .vci file from making the decoder
@@ -105,8 +105,8 @@ class DecompressReport:
 
     def summary(self) -> str:
         rate = f"{self.kbps:.2f} kbps" if self.kbps is not None else f"{self.bpp:.4f} bpp"
-        shape = "x".join(str(s) for s in self.grid_shape)
-        return (f"{self.input.name} -> {self.output}: {self.modality} {shape}, {self.bytes} bytes, {rate}, "
+        return (f"{self.input.name} -> {self.output}: {self.modality} {size_text(self.modality, self.grid_shape)}, "
+                f"{self.bytes} bytes, {rate}, "
                 f"quality {self.quality}, {self.seconds:.1f} s")
 
 

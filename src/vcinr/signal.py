@@ -71,6 +71,15 @@ class Signal:
         return n
 
 
+def size_text(modality: str, grid_shape: tuple[int, ...]) -> str:
+    """A grid's size as image tools write it: width×height (the grid axes are height, width)."""
+    if modality == "image" and len(grid_shape) == 2:
+        return f"{grid_shape[1]}×{grid_shape[0]}"
+    if modality == "video" and len(grid_shape) == 3:
+        return f"{grid_shape[0]} frames of {grid_shape[2]}×{grid_shape[1]}"
+    return "×".join(str(n) for n in grid_shape)
+
+
 def grid_coordinates(shape: tuple[int, ...], low: float, high: float) -> torch.Tensor:
     """Regular grid of coordinates in ``[low, high]`` along every axis.
 

@@ -9,14 +9,28 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-QUALITY_HELP = ("quality level: 1..K for the learned transform codecs (1 = lowest rate, in order of "
-                "increasing lambda), u<bits> for uniform quantisation (e.g. u6), or a codec file stem; "
-                "default: the highest learned level")
+QUALITY_HELP = ("quality level: 1..K for the learned transform codecs, in order of increasing lambda (the "
+                "rate usually, not always, rises with it), u<bits> for uniform quantisation (e.g. u6), or a "
+                "codec file stem; default: the highest learned level")
+
+
+def _refuse_bundled(model: Path) -> None:
+    """``fit-codec`` writes into the model directory; a bundled model is part of the installed package."""
+    if model.is_dir():
+        return
+    from vcinr.bundled import bundled_models
+    from vcinr.errors import ModelError
+
+    for bundled in bundled_models():
+        if bundled.name == str(model):
+            raise ModelError(f"{model} is a bundled model, which fit-codec does not change: copy it "
+                             f"(cp -r {bundled.directory} my-{model}) and fit the copy")
 
 
 def _cmd_fit_codec(args: argparse.Namespace) -> None:
     from vcinr.codec.fit import DEFAULT_BITS, DEFAULT_LAMBDAS, FitSettings, fit_codecs
 
+    _refuse_bundled(args.model)
     settings = FitSettings(
         lambdas=tuple(args.lambdas) if args.lambdas is not None else DEFAULT_LAMBDAS,
         bits=tuple(args.bits) if args.bits is not None else DEFAULT_BITS,
@@ -41,8 +55,10 @@ def _cmd_fit_codec(args: argparse.Namespace) -> None:
 
 def _cmd_compress(args: argparse.Namespace) -> None:
     from vcinr.bundled import model_for_input, resolve_model
+    from vcinr.outputs import check_output_file
     from vcinr.pipeline import compress_file
 
+    check_output_file(args.output, "bitstream", (".vci",))
     if args.model is None:
         model = model_for_input(args.input).directory
         print(f"model: bundled '{model.name}' (see 'vcinr models')")
@@ -54,8 +70,10 @@ def _cmd_compress(args: argparse.Namespace) -> None:
 
 def _cmd_decompress(args: argparse.Namespace) -> None:
     from vcinr.bundled import model_for_bitstream, resolve_model
+    from vcinr.outputs import check_output_parent
     from vcinr.pipeline import decompress_file
 
+    check_output_parent(args.output)  # the suffix is checked against the model's modality before decoding
     if args.model is None:
         model = model_for_bitstream(args.input).directory
         print(f"model: bundled '{model.name}' (named by the bitstream's fingerprint)")
@@ -102,7 +120,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", help="model directory with fitted codecs, or a bundled model's name "
                                    "(default: the bundled model of the input's modality; see 'vcinr models')")
     p.add_argument("--quality", "-q", help=QUALITY_HELP)
-    p.add_argument("-o", "--output", required=True, type=Path, help="the .vci file to write")
+    p.add_argument("-o", "--output", required=True, type=Path,
+                   help="the .vci file to write (its folder must exist; checked before encoding)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_compress)
 
@@ -113,6 +132,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input", type=Path, help="the .vci file")
     p.add_argument("--model", help="the model directory (or bundled model name) it was compressed with "
                                    "(default: the bundled model whose fingerprint the bitstream names)")
-    p.add_argument("-o", "--output", required=True, type=Path, help="output file (e.g. .png, .wav, .npz)")
+    p.add_argument("-o", "--output", required=True, type=Path,
+                   help="output file (e.g. .png, .wav, .npz) in an existing folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_decompress)

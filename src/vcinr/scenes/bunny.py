@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from vcinr.errors import InputError
 from vcinr.modalities.scene import camera_rays, look_at, write_scene
 from vcinr.modalities.voxels import read_ply
 from vcinr.scenes.raster import rasterise, shade
+from vcinr.scenes.settings import SceneSettings, add_arguments
 from vcinr.signal import Signal
 
 DEFAULT_MESH = Path(__file__).resolve().parents[4] / "shared" / "data" / "voxels" / "stanford_bunny" / "bun_zipper_res3.ply"
@@ -36,16 +36,6 @@ RADIUS = 1.3  # camera distance, as SRN Cars
 FOCAL_AT_128 = 131.25  # SRN Cars' focal length for 128 x 128 views
 LIGHT = np.array([0.4, 0.8, 0.45])
 UP = np.array([0.0, 1.0, 0.0])  # the bunny's (PLY) up axis
-
-
-@dataclass
-class SceneSettings:
-    scenes: int = 40
-    test_scenes: int = 4
-    views: int = 30
-    size: int = 64
-    supersample: int = 2
-    seed: int = 0
 
 
 def camera_on_sphere(azimuth: float, elevation: float, radius: float = RADIUS) -> np.ndarray:
@@ -117,21 +107,6 @@ def make_scenes(out: str | Path, settings: SceneSettings | None = None, mesh: st
         write_scene(make_scene(triangles, rng, settings), folder)
         written.append(folder)
     return written
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    defaults = SceneSettings()
-    parser.add_argument("out", type=Path, help="folder to create (train/ and test/ scene folders go inside)")
-    parser.add_argument("--scenes", type=int, default=defaults.scenes, help="number of scenes (default: 40)")
-    parser.add_argument("--test-scenes", type=int, default=defaults.test_scenes,
-                        help="how many of them go to test/ (default: 4)")
-    parser.add_argument("--views", type=int, default=defaults.views, help="views per scene (default: 30)")
-    parser.add_argument("--size", type=int, default=defaults.size, help="view width and height in pixels (default: 64)")
-    parser.add_argument("--supersample", type=int, default=defaults.supersample,
-                        help="rays per pixel along each axis (default: 2)")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (default: 0)")
-    parser.add_argument("--mesh", type=Path, help="PLY mesh (default: ../shared/data's Stanford bunny, res3)")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> None:

@@ -13,15 +13,18 @@ def _cmd_make_scenes(args: argparse.Namespace) -> None:
 
 
 def _cmd_render_scene(args: argparse.Namespace) -> None:
+    from vcinr.bundled import resolve_model
+    from vcinr.outputs import check_output_parent
     from vcinr.scenes.turntable import render_turntable
 
-    output = render_turntable(args.input, args.model, args.output, args.frames, args.size)
+    check_output_parent(args.output)
+    output = render_turntable(args.input, resolve_model(args.model), args.output, args.frames, args.size)
     print(f"{args.input.name} -> {output}: {args.frames} turntable views")
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     """Register ``make-scenes`` and ``render-scene`` on ``vcinr``'s subparsers."""
-    from vcinr.scenes.bunny import add_arguments
+    from vcinr.scenes.settings import add_arguments
 
     p = subparsers.add_parser(
         "make-scenes", help="render multi-view test scenes of the Stanford bunny (SRN layout)",
@@ -35,7 +38,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         description="Decode the latents of a compressed scene (.vci) and render views on a circle around it, "
                     "as a PNG grid or an animated GIF.")
     p.add_argument("input", type=Path, help="a .vci file of a scene")
-    p.add_argument("--model", required=True, type=Path, help="the model directory it was compressed with")
+    p.add_argument("--model", required=True,
+                   help="the model directory (or bundled model name) it was compressed with")
     p.add_argument("-o", "--output", required=True, type=Path, help="turntable.png (grid) or turntable.gif")
     p.add_argument("--frames", type=int, default=12, help="views around the object (default: 12)")
     p.add_argument("--size", type=int, help="view width in pixels (default: that of the scene's views)")
