@@ -114,6 +114,7 @@ def fifo(path: Path) -> None:
     (lambda d: edit_item(d / CONFIG_FILE, item_shape=[1 << 20, 1 << 20]), "larger than vcinr codes"),
     (lambda d: edit_item(d / CONFIG_FILE, out_dim="3"), "item.out_dim must be an integer"),
     (lambda d: edit_item(d / CONFIG_FILE, modality="x\x1b[2J"), "item.modality must be one of"),
+    (lambda d: edit_item(d / CONFIG_FILE, modality={}), "item.modality must be one of"),  # found by fuzz_readers
     (lambda d: sparse(d / WEIGHTS_FILE, 12 << 30), "larger than any weights file"),
     (lambda d: sparse(d / CONFIG_FILE, 12 << 30), "larger than any model config"),
     (lambda d: symlink_loop(d / WEIGHTS_FILE), "cannot open weights file"),
