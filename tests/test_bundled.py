@@ -97,10 +97,44 @@ def test_demo_round_trips_every_sample_and_writes_the_report(vcinr_main, tmp_pat
         assert r["psnr"] == pytest.approx(r["decoded_psnr"], abs=1e-6)  # compress printed what decompress gives
         vci = out / "files" / f"{Path(r['file']).stem}-q{r['quality'].split()[0]}.vci"
         assert vci.stat().st_size == r["bytes"]
-        assert r["anchor_rate"] is not None and r["anchor_psnr"] is not None
+        assert r["anchor_point"]["codec"] == {"image": "jpeg", "sphere": "jpeg", "audio": "mp3"}[r["modality"]]
+        best = r["best_point"]  # the strongest standard codec at about the same rate
+        assert best["codec"] in ({"opus"} if r["modality"] == "audio" else {"webp", "avif"})
+        if r["modality"] == "audio":  # SNR beside PSNR, for vcinr and the codecs alike
+            assert r["snr"] is not None and r["snr"] < r["psnr"] - 20
+            assert best["snr"] - best["psnr"] == pytest.approx(r["snr"] - r["psnr"])
+        else:
+            assert r["snr"] is None and best["snr"] is None
     image = next(r for r in rows if r["modality"] == "image")
     assert image["rate"] == pytest.approx(8 * image["bytes"] / (384 * 256))
     for name in ("rd-image.png", "rd-audio.png", "rd-sphere.png", "reconstructions-image.png",
                  "spectrograms-audio.png", "reconstructions-sphere.png"):
         assert (out / name).stat().st_size > 1000
     assert (out / "report.md").read_text().count("\n| ") == 7  # header + 6 rows
+
+
+def test_demo_snr_is_the_waveform_snr():
+    """SNR = PSNR + signal power (dB) on audio features equals 10·log10(Σx² / Σ(x − x̂)²) on the int16 samples."""
+    from vcinr.demo import signal_power_db
+    from vcinr.evaluate.metrics import unit_to_int16
+
+    rng = np.random.default_rng(0)
+    x = np.round(rng.normal(0, 3000, 16000)).clip(-32768, 32767)
+    y = np.round(x + rng.normal(0, 300, x.shape)).clip(-32768, 32767)
+    f, g = (x + 32768) / 65535, (y + 32768) / 65535
+    assert np.array_equal(unit_to_int16(f), x.astype(np.int16))
+    direct = 10 * np.log10(np.sum(x**2) / np.sum((x - y) ** 2))
+    assert psnr(f, g) + signal_power_db(f) == pytest.approx(direct, abs=0.01)
+
+
+def test_strongest_codec_is_the_best_psnr_within_the_rate_window():
+    from vcinr.demo import best_at_rate
+    from vcinr.evaluate.results import RDPoint
+
+    def point(codec, rate, psnr):
+        return RDPoint(modality="image", codec=codec, setting=f"q={rate}", value=rate, bytes=1.0, psnr=psnr, bpp=rate)
+
+    points = [point("webp", 0.20, 30.0), point("avif", 0.24, 31.0), point("avif", 0.40, 40.0),
+              point("jpeg", 0.21, 35.0)]
+    assert best_at_rate(points, 0.21, ("webp", "avif")).psnr == 31.0  # 0.40 bpp is too far, jpeg not asked
+    assert best_at_rate(points, 2.0, ("webp", "avif")).rate == 0.40  # none close: the nearest

@@ -99,7 +99,8 @@ def format_models(models: list[BundledModel]) -> str:
 
     if not models:
         return "no bundled models installed (see docs/models.md to train them)"
-    lines = [f"{'name':<8}{'modality':<10}{'item':<10}{'size':>9}  quality levels (lowest rate first)"]
+    lines = [f"{'name':<8}{'modality':<10}{'item':<10}{'size':>9}  "
+             "quality levels (learned by increasing λ, then uniform by bits)"]
     for m in models:
         levels = " ".join(level.name for level in list_levels(load_model(m.directory)))
         item = "x".join(str(s) for s in m.item_shape)

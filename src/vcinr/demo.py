@@ -8,9 +8,12 @@ again, and the PSNR that ``compress`` reported is checked against the PSNR of th
 file (a mismatch is an error).  The modality's standard codecs run on the same file.
 
 The report folder (``--out``, default ``demo-report/``) gets ``report.md`` and
-``report.json`` (bytes, bpp or kbps, PSNR and times per file and level, with the anchor codec
-— JPEG or MP3 — at the nearest rate beside it), an RD plot per modality, reconstruction
-images, a spectrogram of the audio and ``files/`` with every ``.vci`` and its decode.
+``report.json`` (bytes, bpp or kbps, PSNR — and SNR for audio — and times per file and level,
+with the anchor codec — JPEG or MP3 — at the nearest rate and the strongest standard codec —
+WebP or AVIF, Opus for speech — at about the same rate beside it), an RD plot per modality,
+reconstruction images, a spectrogram of the audio and ``files/`` with every ``.vci`` and its
+decode.  Audio PSNR is on a peak-to-peak range of 2 (features in ``[0, 1]``), which reads
+some 30 dB higher than the waveform's SNR, so the SNR is given beside it.
 
 ``vcinr demo --train`` instead meta-trains a tiny VC-INR on bundled CIFAR-10 samples and
 reports the PSNR after three inner steps before and after meta-learning.
@@ -41,13 +44,31 @@ from vcinr.pipeline import compress_file, decompress_file, signal_quality
 
 SAMPLES = Path(str(resources.files("vcinr") / "samples"))
 DEMO_FILES = ("kodim20-crop.png", "533-1066-0001-4s.flac", "era5-t2m-1000.npz")
-CODECS = {"image": ("jpeg", "webp"), "audio": ("mp3",), "sphere": ("jpeg", "webp")}
+CODECS = {"image": ("jpeg", "webp", "avif"), "audio": ("mp3", "opus"), "sphere": ("jpeg", "webp", "avif")}
+# the strongest standard codecs the demo has: each level is shown beside the best of them
+STRONG = {"image": ("webp", "avif"), "audio": ("opus",), "sphere": ("webp", "avif")}
+RATE_WINDOW = 1.25  # "about the same rate": within a factor of 1.25 either way
 ROUND_TRIP_TOLERANCE_DB = 1e-6
 
 
 @dataclass
+class CodecPoint:
+    """A standard codec's point beside a level: which codec and setting, its rate and quality."""
+
+    codec: str
+    setting: str
+    rate: float
+    psnr: float
+    snr: float | None  # audio only
+
+    def text(self, unit: str) -> str:
+        snr = f" (SNR {self.snr:.2f} dB)" if self.snr is not None else ""
+        return f"{self.codec} {self.setting}: {self.rate:.3f} {unit}, {self.psnr:.2f} dB{snr}"
+
+
+@dataclass
 class DemoRow:
-    """One sample at one quality level, and the anchor codec at the nearest rate."""
+    """One sample at one quality level, with the anchor codec and the strongest codec beside it."""
 
     file: str
     modality: str
@@ -58,12 +79,12 @@ class DemoRow:
     rate_unit: str  # "bpp" or "kbps"
     psnr: float  # what compress printed
     decoded_psnr: float  # measured on the file decompress wrote
+    snr: float | None  # audio: SNR of the decoded waveform
     encode_seconds: float
     decode_seconds: float
     anchor: str
-    anchor_setting: str | None
-    anchor_rate: float | None
-    anchor_psnr: float | None
+    anchor_point: CodecPoint | None = None  # the anchor (JPEG, MP3) at the nearest rate
+    best_point: CodecPoint | None = None  # the best of STRONG at about the same rate
 
 
 def demo_levels(model_dir: Path) -> list[str]:
@@ -87,10 +108,41 @@ def _round_trip(sample: Path, model_dir: Path, quality: str, files: Path) -> tup
         raise VcinrError(f"round trip of {sample.name} at quality {quality}: compress reported PSNR "
                          f"{report.value:.6f} dB but the decoded file has {measured:.6f} dB")
     rate_unit = "kbps" if report.kbps is not None else "bpp"
+    snr = report.value + signal_power_db(original.features.numpy()) if report.modality == "audio" else None
     row = DemoRow(sample.name, report.modality, model_dir.name, report.quality, report.bytes,
-                  report.kbps if report.kbps is not None else report.bpp, rate_unit, report.value, measured,
-                  report.seconds, back.seconds, DEFAULT_ANCHOR[report.modality], None, None, None)
+                  report.kbps if report.kbps is not None else report.bpp, rate_unit, report.value, measured, snr,
+                  report.seconds, back.seconds, DEFAULT_ANCHOR[report.modality])
     return row, decoded
+
+
+def signal_power_db(features: np.ndarray) -> float:
+    """``10·log10(mean((f − ½)²))`` of audio features: SNR = PSNR + this, for any reconstruction.
+
+    Audio features are ``(x + 2**(B-1)) / (2**B - 1)`` (``½`` is silence to within 2**-B), and
+    PSNR is ``-10·log10(MSE)`` on them, so ``SNR = 10·log10(Σ(f − ½)² / Σ(f − f̂)²)`` — the
+    waveform's SNR — is PSNR plus the signal's power in dB.  The standard codecs' PSNR is
+    measured the same way (:mod:`vcinr.evaluate.baselines`), so their SNR follows too.
+    """
+    power = float(np.mean(np.square(features.astype(np.float64) - 0.5)))
+    return 10.0 * math.log10(power) if power > 0 else -math.inf
+
+
+def _point(p: RDPoint, snr_offset: float | None) -> CodecPoint:
+    return CodecPoint(p.codec, p.setting, float(p.rate), float(p.psnr),
+                      p.psnr + snr_offset if snr_offset is not None else None)
+
+
+def best_at_rate(points: list[RDPoint], rate: float, codecs: tuple[str, ...]) -> RDPoint | None:
+    """The highest-PSNR point of ``codecs`` within a factor :data:`RATE_WINDOW` of ``rate``.
+
+    When none of their settings comes that close, the point nearest in rate instead, so the
+    strongest codec is always named (its rate says how far off it is).
+    """
+    mine = [p for p in points if p.codec in codecs and p.rate and p.rate > 0 and math.isfinite(p.psnr)]
+    close = [p for p in mine if abs(math.log(p.rate / rate)) <= math.log(RATE_WINDOW)]
+    if close:
+        return max(close, key=lambda p: p.psnr)
+    return nearest_point(mine, rate)
 
 
 def _vcinr_points(rows: list[DemoRow]) -> list[RDPoint]:
@@ -99,9 +151,9 @@ def _vcinr_points(rows: list[DemoRow]) -> list[RDPoint]:
                     kbps=r.rate if r.rate_unit == "kbps" else None) for i, r in enumerate(rows)]
 
 
-def _figures(sample: Path, modality: str, rows: list[DemoRow], decoded: list[Path], anchor: RDPoint | None,
+def _figures(sample: Path, modality: str, rows: list[DemoRow], decoded: list[Path], others: list[RDPoint],
              out: Path) -> list[Path]:
-    """Reconstructions beside the original: images and ERA5 grids as pictures, audio as spectrograms."""
+    """Reconstructions beside the original (and the standard codecs ``others``): pictures, or spectrograms."""
     original = read_signal(sample, modality).features.numpy()
     recs = {f"q{r.quality.split()[0]} {r.rate:.3g} {r.rate_unit}": read_signal(d, modality).features.numpy()
             for r, d in zip(rows, decoded)}
@@ -112,31 +164,51 @@ def _figures(sample: Path, modality: str, rows: list[DemoRow], decoded: list[Pat
     if modality == "image":
         pixels = np.rint(original * 255.0).astype(np.uint8)
         recs = {label: np.rint(x * 255.0).astype(np.uint8) for label, x in recs.items()}
-        if anchor is not None:
-            recs[f"{anchor.codec} {anchor.rate:.3g} bpp"] = encode_image(pixels, anchor.codec, anchor.value)[1]
+        for other in others:
+            recs[f"{other.codec} {other.rate:.3g} bpp"] = encode_image(pixels, other.codec, other.value)[1]
         return [reconstruction_grid(pixels, recs, out / "reconstructions-image.png")]
     field = original[..., 0]
     grids = {label: x[..., 0] for label, x in recs.items()}
-    if anchor is not None:
-        coded = encode_image(sphere_to_uint8(field), anchor.codec, anchor.value)[1]
-        grids[f"{anchor.codec} {anchor.rate:.3g} bpp"] = coded.astype(np.float64) / 255.0
+    for other in others:
+        coded = encode_image(sphere_to_uint8(field), other.codec, other.value)[1]
+        grids[f"{other.codec} {other.rate:.3g} bpp"] = coded.astype(np.float64) / 255.0
     return [reconstruction_grid(field, grids, out / f"reconstructions-{modality}.png")]
+
+
+def _rate_order_notes(rows: list[DemoRow]) -> list[str]:
+    """A line for each file whose higher quality level came out *smaller* than a lower one."""
+    notes = []
+    for file in dict.fromkeys(r.file for r in rows):
+        levels = [r for r in rows if r.file == file]
+        for low, high in zip(levels, levels[1:]):
+            if high.bytes < low.bytes:
+                notes.append(f"* {file}: quality {high.quality.split()[0]} is smaller than quality "
+                             f"{low.quality.split()[0]} here ({high.bytes} B against {low.bytes} B). Levels are "
+                             "numbered by increasing λ; the rate usually, not always, rises with λ (docs/codec.md).")
+    return notes
 
 
 def _markdown(rows: list[DemoRow], seconds: float) -> str:
     lines = ["# vcinr demo", "",
              "Bundled models (docs/models.md) on bundled samples none of them was trained on. "
              "Rates come from the bytes written (header included); PSNR is measured on the decoded file "
-             "and equals what `compress` printed. The anchor codec is shown at the rate nearest to each level.",
+             "and equals what `compress` printed. Beside each level: the anchor codec (JPEG, MP3) at the "
+             "nearest rate, and the strongest standard codec (the best of WebP and AVIF; Opus for speech) "
+             f"at about the same rate: its highest-PSNR setting within a factor {RATE_WINDOW:g} of the level's "
+             "rate, or its nearest setting when none is that close. Audio PSNR is on a peak-to-peak range "
+             "of 2 (features in [0, 1]); the waveform's SNR is given beside it.",
              "",
-             "| file | model | quality | bytes | rate | PSNR (dB) | encode s | decode s | anchor at nearest rate |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "| file | model | quality | bytes | rate | PSNR (dB) | SNR (dB) | encode s | decode s "
+             "| anchor at nearest rate | strongest codec at about this rate |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        anchor = (f"{r.anchor} {r.anchor_setting}: {r.anchor_rate:.3f} {r.rate_unit}, {r.anchor_psnr:.2f} dB"
-                  if r.anchor_rate is not None else f"{r.anchor} unavailable")
+        anchor = r.anchor_point.text(r.rate_unit) if r.anchor_point is not None else f"{r.anchor} unavailable"
+        best = r.best_point.text(r.rate_unit) if r.best_point is not None else "unavailable"
+        snr = f"{r.snr:.2f}" if r.snr is not None else "–"
         lines.append(f"| {r.file} | {r.model} | {r.quality} | {r.bytes} | {r.rate:.3f} {r.rate_unit} | {r.psnr:.2f} | "
-                     f"{r.encode_seconds:.2f} | {r.decode_seconds:.2f} | {anchor} |")
-    lines += ["", f"Whole demo: {seconds:.0f} s.", ""]
+                     f"{snr} | {r.encode_seconds:.2f} | {r.decode_seconds:.2f} | {anchor} | {best} |")
+    notes = _rate_order_notes(rows)
+    lines += ([""] + notes if notes else []) + ["", f"Whole demo: {seconds:.0f} s.", ""]
     return "\n".join(lines)
 
 
@@ -155,16 +227,20 @@ def run_demo(out: Path, samples: tuple[str, ...] = DEMO_FILES) -> list[DemoRow]:
         sample_rows, decoded = [p[0] for p in pairs], [p[1] for p in pairs]
         modality = sample_rows[0].modality
         baselines = evaluate_baselines([sample], modality, CODECS[modality], ms_ssim=False)
+        snr_offset = signal_power_db(read_signal(sample, modality).features.numpy()) if modality == "audio" else None
         for row in sample_rows:
             near = nearest_point(baselines, row.rate, row.anchor)
-            if near is not None:
-                row.anchor_setting, row.anchor_rate, row.anchor_psnr = near.setting, near.rate, near.psnr
+            best = best_at_rate(list(baselines), row.rate, STRONG[modality])
+            row.anchor_point = _point(near, snr_offset) if near is not None else None
+            row.best_point = _point(best, snr_offset) if best is not None else None
         unit = sample_rows[0].rate_unit
         curves = curves_from_points(_vcinr_points(sample_rows), kind="vcinr") + curves_from_points(baselines)
         written.append(rd_plot(curves, out / f"rd-{modality}.png", rate_unit=unit, log_x=True,
                                title=f"{sample.name}: bundled model '{bundled.name}'"))
-        lowest = nearest_point(baselines, sample_rows[0].rate, sample_rows[0].anchor)
-        written += _figures(sample, modality, sample_rows, decoded, lowest, out)
+        lowest = sample_rows[0].rate
+        others = [p for p in (nearest_point(baselines, lowest, sample_rows[0].anchor),
+                              best_at_rate(list(baselines), lowest, STRONG[modality])) if p is not None]
+        written += _figures(sample, modality, sample_rows, decoded, others, out)
         rows += sample_rows
     seconds = time.perf_counter() - started
     (out / "report.md").write_text(_markdown(rows, seconds))

@@ -9,9 +9,9 @@
   coded with a factorised histogram model (one CDF per dimension from train-set counts).
 
 Both normalise φ per dimension with train-set mean and standard deviation (Tables 3–7,
-"Normalise φ").  Training the transform coder needs CompressAI's ``EntropyBottleneck`` and
-lives in :mod:`vcinr.codec.transform`; these inference classes need only torch, so
-``vcinr compress``/``decompress`` do not pay for importing all of CompressAI.
+"Normalise φ").  Training the transform coder needs the entropy bottleneck
+(:mod:`vcinr.codec.bottleneck`) and lives in :mod:`vcinr.codec.transform`; these inference
+classes need only torch and the stored tables.
 """
 
 from __future__ import annotations
