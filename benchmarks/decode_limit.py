@@ -7,7 +7,9 @@ A forger does not need to encode an image to make the decoder work hard: this wr
 the decoder accepts (``signal.MAX_POINTS`` pixels, 4096×8192 by default) with all-zero
 symbols at the highest learned quality level — a few hundred kB — and then times
 ``decompress_file`` of it to PNG in a fresh process, reporting the wall time and the peak
-resident memory of that process (``ru_maxrss``; the imports alone take ~0.4 GB).
+resident memory and the CPU seconds of that process (``ru_maxrss``, ``ru_utime + ru_stime``:
+CPU seconds do not depend on how busy a shared machine is; ``--grid 32 32`` gives the
+footprint of the runtime and the model alone).
 """
 
 from __future__ import annotations
@@ -62,10 +64,10 @@ def measure(grid: tuple[int, int], threads: int) -> dict:
         child = subprocess.run([sys.executable, "-c", _CHILD, str(vci), str(MODEL), str(Path(tmp) / "out.png")],
                                env=env, capture_output=True, text=True, check=True)
         wall = time.perf_counter() - started
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         return {"grid": list(grid), "points": grid[0] * grid[1], "file_bytes": vci.stat().st_size,
                 "threads": threads, "decode_seconds": float(child.stdout.split()[-1]), "process_seconds": wall,
-                "peak_rss_bytes": peak}
+                "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_rss_bytes": usage.ru_maxrss * 1024}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -76,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
     result = measure(tuple(args.grid), args.threads)
     print(json.dumps(result))
     print(f"{result['grid'][0]}x{result['grid'][1]} ({result['file_bytes']} B file): decode "
-          f"{result['decode_seconds']:.1f} s, peak RSS {result['peak_rss_bytes'] / 2**30:.2f} GiB "
+          f"{result['decode_seconds']:.1f} s ({result['cpu_seconds']:.0f} CPU s for the whole process), "
+          f"peak RSS {result['peak_rss_bytes'] / 2**30:.2f} GiB "
           f"({result['threads']} threads)")
 
 

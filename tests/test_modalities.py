@@ -536,3 +536,16 @@ def test_writer_checks_feature_shape(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="1 or 3"):
         write_signal(wrong, tmp_path / "a.png")
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("where", [0, (1 << 20) - 1, 1 << 20, -1])
+def test_a_single_non_finite_value_anywhere_is_refused(where):
+    """Signal checks finiteness a chunk at a time (no whole-grid temporaries): every chunk is seen."""
+    from vcinr.signal import Signal, grid_coordinates
+
+    features = torch.zeros(3 * (1 << 20) + 7, 1)
+    features.view(-1)[where] = float("nan")
+    with pytest.raises(InputError, match="NaN or infinite"):
+        Signal(features, grid_coordinates((features.shape[0],), 0.0, 1.0), "array")
+    features.view(-1)[where] = 0.0
+    Signal(features, grid_coordinates((features.shape[0],), 0.0, 1.0), "array")
