@@ -43,6 +43,14 @@ def test_compress_imports_no_media_library_it_does_not_use():
     assert done.stdout.strip() == "[]"
 
 
+def test_a_bad_output_is_refused_before_torch_is_imported(tmp_path):
+    code = ("import sys\nfrom vcinr.cli import main\n"
+            f"rc = main(['compress', {str(SAMPLE_IMAGE)!r}, '-o', {str(tmp_path / 'out.png')!r}])\n"
+            "print(rc, 'torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["2", "False"] and "written as .vci" in done.stderr
+
+
 @pytest.fixture
 def no_encoding(monkeypatch):
     def fail(*args, **kwargs):

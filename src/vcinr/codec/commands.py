@@ -54,11 +54,12 @@ def _cmd_fit_codec(args: argparse.Namespace) -> None:
 
 
 def _cmd_compress(args: argparse.Namespace) -> None:
-    from vcinr.bundled import model_for_input, resolve_model
     from vcinr.outputs import check_output_file
+
+    check_output_file(args.output, "bitstream", (".vci",))  # before importing torch: a bad -o answers at once
+    from vcinr.bundled import model_for_input, resolve_model
     from vcinr.pipeline import compress_file
 
-    check_output_file(args.output, "bitstream", (".vci",))
     if args.model is None:
         model = model_for_input(args.input).directory
         print(f"model: bundled '{model.name}' (see 'vcinr models')")
@@ -69,11 +70,12 @@ def _cmd_compress(args: argparse.Namespace) -> None:
 
 
 def _cmd_decompress(args: argparse.Namespace) -> None:
-    from vcinr.bundled import model_for_bitstream, resolve_model
     from vcinr.outputs import check_output_parent
-    from vcinr.pipeline import decompress_file
 
     check_output_parent(args.output)  # the suffix is checked against the model's modality before decoding
+    from vcinr.bundled import model_for_bitstream, resolve_model
+    from vcinr.pipeline import decompress_file
+
     if args.model is None:
         model = model_for_bitstream(args.input).directory
         print(f"model: bundled '{model.name}' (named by the bitstream's fingerprint)")
