@@ -9,6 +9,8 @@ test_fuzz_bitstream.py; this is the matrix a user meets on the command line.
 import os
 import shutil
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -283,3 +285,19 @@ def test_os_errors_are_one_escaped_line_with_exit_2(tmp_path, vcinr_main, capsys
     out = "/dev/null/run\n\x1b[2Jx"  # mkdir below /dev/null: NotADirectoryError naming this path
     err = run_cli(vcinr_main, capsys, ["train", "--config", str(tiny_yaml(tmp_path)), "--out", out, "--quiet"])
     assert "Not a directory" in err and "\\n\\x1b[2Jx" in err, err
+
+
+def test_library_warnings_do_not_reach_stderr():
+    """Issue 14: Pillow's and numpy's warnings were extra lines on stderr; the CLI silences them.
+
+    In a child process: pytest would capture the warning itself and hide the difference.
+    """
+    script = ("import sys, warnings\n"
+              "import vcinr.config, vcinr.cli\n"
+              "def listing():\n"
+              "    warnings.warn('a library warning', UserWarning)\n"
+              "    return ['preset']\n"
+              "vcinr.config.preset_names = listing\n"
+              "sys.exit(vcinr.cli.main(['presets']))\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0 and run.stdout == "preset\n" and run.stderr == "", run.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -200,7 +201,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     func: Callable[[argparse.Namespace], None] = args.func
     try:
-        func(args)
+        with warnings.catch_warnings():
+            if not sys.warnoptions:  # python -W / PYTHONWARNINGS still shows them, for debugging
+                warnings.simplefilter("ignore")  # a library's warning would be extra lines on stderr
+            func(args)
     except VcinrError as exc:
         print(f"vcinr {args.command}: error: {_printable(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
