@@ -73,6 +73,8 @@ def test_a_long_video_is_refused_frame_by_frame(tmp_path, monkeypatch):
     assert read_signal(tmp_path / "clip.mkv").grid_shape == (6, 16, 16)
     monkeypatch.setattr(video, "MAX_POINTS", 5 * 16 * 16)
     refused(tmp_path / "clip.mkv", None, "pixels in its frames, more than vcinr reads")
+    monkeypatch.setattr(video, "MAX_POINTS", 16 * 16 - 1)  # a stream whose frame size alone is too large
+    refused(tmp_path / "clip.mkv", None, "16x16 pixels per frame is more than vcinr reads")
 
 
 def test_symlink_loops_and_fifos_are_refused_without_blocking(tmp_path):

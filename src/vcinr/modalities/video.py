@@ -73,6 +73,8 @@ def read_video(path: Path, max_frames: int | None = None, size: tuple[int, int] 
             "height": int(stream.height),
         }
         frame_points = (size[0] * size[1]) if size else meta["width"] * meta["height"]
+        if max(frame_points, meta["width"] * meta["height"]) > MAX_POINTS:  # before FFmpeg decodes a frame
+            raise InputError(f"{path}: {meta['width']}x{meta['height']} pixels per frame is more than vcinr reads")
         for frame in container.decode(stream):
             if (len(frames) + 1) * frame_points > MAX_POINTS:  # before this frame is kept
                 raise InputError(f"{path}: more than {MAX_POINTS} pixels in its frames, more than vcinr reads")
