@@ -90,7 +90,7 @@ def test_cli_compress_and_decompress_print_one_line_summaries(tiny_cifar_codecs,
     line = capsys.readouterr().out.strip()
     assert "\n" not in line and "bpp" in line and "PSNR" in line and "u6" in line
     assert vcinr_main(["decompress", str(vci), "--model", str(tiny_cifar_codecs), "-o", str(out), "--quiet"]) == 0
-    assert "32x32" in capsys.readouterr().out
+    assert "32×32" in capsys.readouterr().out  # width×height
     psnr = float(line.split("PSNR ")[1].split(" dB")[0])
     assert signal_quality(read_signal(cifar_png), read_signal(out))[1] == pytest.approx(psnr, abs=0.005)
 
