@@ -214,3 +214,14 @@ def test_make_scenes_command_writes_the_srn_layout(tmp_path: Path, vcinr_main) -
     assert sorted(p.name for p in scene.iterdir()) == ["intrinsics.txt", "pose", "rgb"]
     assert len(list((scene / "rgb").iterdir())) == 2 and len(list((scene / "pose").iterdir())) == 2
     shutil.rmtree(out)
+
+
+@pytest.mark.parametrize("text, message", [("100 16 16 0.\n0. 0. 0.\n1.\ninf 32\n", "image size must be two positive"),
+                                           ("100 16 16 0.\n0. 0. 0.\n1.\nnan 32\n", "image size must be two positive")])
+def test_intrinsics_with_a_non_finite_size_are_one_line(text, message, tmp_path):
+    """int(inf) of an intrinsics file's image size was an OverflowError traceback (issue 14)."""
+    from vcinr.modalities.scene import read_intrinsics
+
+    (tmp_path / "intrinsics.txt").write_text(text)
+    with pytest.raises(InputError, match=message):
+        read_intrinsics(tmp_path / "intrinsics.txt")

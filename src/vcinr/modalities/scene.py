@@ -20,6 +20,7 @@ the writer can restore the folder.
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 import shutil
@@ -30,9 +31,10 @@ import torch
 from PIL import Image
 
 from vcinr.errors import InputError
+from vcinr.limits import MAX_JSON_BYTES, read_bounded
 from vcinr.modalities.base import Modality
 from vcinr.modalities.common import one_line, reading, to_uint8
-from vcinr.signal import Signal
+from vcinr.signal import MAX_POINTS, Signal
 
 INTRINSICS = "intrinsics.txt"
 
@@ -76,7 +78,8 @@ def _numbers(path: Path, line: str, count: int | None = None) -> list[float]:
 def read_intrinsics(path: Path) -> tuple[float, float, float, tuple[int, int] | None]:
     """``(f, cx, cy, (H, W) or None)`` from an SRN ``intrinsics.txt``."""
     with reading(path, "SRN intrinsics"):
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        text = read_bounded(path, MAX_JSON_BYTES, "SRN intrinsics file", InputError).decode()
+        lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise InputError(f"{path}: empty intrinsics file")
     focal, cx, cy = _numbers(path, lines[0], 3)[:3]
@@ -85,6 +88,8 @@ def read_intrinsics(path: Path) -> tuple[float, float, float, tuple[int, int] | 
     size = None
     if len(lines) >= 4:
         hw = _numbers(path, lines[3], 2)
+        if not all(math.isfinite(n) and 0 < n <= MAX_POINTS for n in hw[:2]):  # int(inf) would be a traceback
+            raise InputError(f"{path}: image size must be two positive numbers, got {hw[:2]}")
         size = (int(hw[0]), int(hw[1]))
     return focal, cx, cy, size
 
@@ -92,7 +97,7 @@ def read_intrinsics(path: Path) -> tuple[float, float, float, tuple[int, int] | 
 def read_pose(path: Path) -> np.ndarray:
     """A 4x4 camera-to-world matrix (16 numbers on one or four lines)."""
     with reading(path, "pose"):
-        text = path.read_text()
+        text = read_bounded(path, MAX_JSON_BYTES, "pose file", InputError).decode()
     values = _numbers(path, text, 16)
     pose = np.array(values[:16], dtype=np.float64).reshape(4, 4)
     if not np.isfinite(pose).all() or abs(np.linalg.det(pose[:3, :3])) < 1e-6:
