@@ -60,6 +60,14 @@ def forge_crc(data: bytes) -> bytes:
     return data[:-4] + struct.pack("<I", zlib.crc32(data[:-4]))
 
 
+def nested(depth: int) -> list:
+    """A list nested ``depth`` deep, built without recursion."""
+    value: list = []
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
 def mutate_header(data: bytes, rng: random.Random) -> bytes:
     """Rewrite one header field of a valid stream and repack it (valid CRC, hostile values)."""
     header, payload = unpack(data)
@@ -81,8 +89,12 @@ def mutate_header(data: bytes, rng: random.Random) -> bytes:
     elif field == "modality":
         header = replace(header, modality=rng.choice(["audio", "voxels", "x" * 32, "image"]))
     elif field == "meta":
+        folded = {"\u0000arange": [0, 1, rng.choice([10**3, 10**6, 2**31])]}  # as the decoder sees a folded range
         header = replace(header, meta=rng.choice([{}, {"mode": "L"}, {"height": -1, "width": 10**9},
-                                                  {"format": "GIF", "mode": 7}, {"sample_rate": 0}]))
+                                                  {"format": "GIF", "mode": 7}, {"sample_rate": 0},
+                                                  {"a": [folded] * rng.randint(1, 3000)},  # issue 14's meta bomb
+                                                  {"a": nested(rng.randint(30, 200))}, {"a": 10**rng.randint(18, 40)},
+                                                  {"a": {"\u0000arange": [1e307, 1e307, 1000]}}]))
     elif field == "kind":
         header = replace(header, kind=rng.choice(["learned", "uniform"]))
     elif field == "payload":
