@@ -96,7 +96,8 @@ def check_item(item: Any, where: str) -> dict[str, Any]:
     if set(item) - known or not {"modality", "in_dim", "out_dim", "loss", "item_shape", "coord_range"} <= set(item):
         raise ModelError(f"{where}: item must have the fields {sorted(known)}")
     if not isinstance(item["modality"], str) or item["modality"] not in MODALITIES:
-        raise ModelError(f"{where}: item.modality must be one of {', '.join(MODALITIES)}, got {_show(item['modality'])}")
+        raise ModelError(f"{where}: item.modality must be one of {', '.join(MODALITIES)}, "
+                         f"got {_show(item['modality'])}")
     if item["loss"] not in ("mse", "bce"):
         raise ModelError(f"{where}: item.loss must be mse or bce, got {_show(item['loss'])}")
     _int(item["in_dim"], f"{where}: item.in_dim", 1, MAX_RANK_GRID)

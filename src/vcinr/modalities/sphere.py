@@ -177,7 +177,8 @@ def write_sphere(signal: Signal, path: Path) -> None:
             index = meta_int(meta, "source_index", np.iinfo(np.int32).min, np.iinfo(np.int32).max)
             arrays["source_index"] = np.array([index], dtype=np.int32)
     else:
-        data = minmax_restore(field, meta_number(meta, "min"), meta_number(meta, "max"), meta_dtype(meta, "dtype", "<f4"))
+        data = minmax_restore(field, meta_number(meta, "min"), meta_number(meta, "max"),
+                              meta_dtype(meta, "dtype", "<f4"))
         arrays["data"] = data if meta_bool(meta, "stacked", True) else data[0]
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
