@@ -138,3 +138,21 @@ def test_strongest_codec_is_the_best_psnr_within_the_rate_window():
               point("jpeg", 0.21, 35.0)]
     assert best_at_rate(points, 0.21, ("webp", "avif")).psnr == 31.0  # 0.40 bpp is too far, jpeg not asked
     assert best_at_rate(points, 2.0, ("webp", "avif")).rate == 0.40  # none close: the nearest
+
+
+@pytest.mark.parametrize("damage", [lambda meta: meta.pop("item"), lambda meta: meta.update(fingerprint=7),
+                                    lambda meta: meta["item"].update(item_shape="32x32")])
+def test_a_damaged_bundled_model_is_a_one_line_error(damage, monkeypatch, tmp_path, vcinr_main, capsys):
+    """Issue 14: a damaged bundled config.json was a KeyError/TypeError traceback in every command."""
+    import shutil
+
+    import vcinr.bundled
+
+    shutil.copytree(MODELS / "image", tmp_path / "image")
+    meta = json.loads((tmp_path / "image" / "config.json").read_text())
+    damage(meta)
+    (tmp_path / "image" / "config.json").write_text(json.dumps(meta))
+    monkeypatch.setattr(vcinr.bundled, "MODELS", tmp_path)
+    code = vcinr_main(["models"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "config.json" in err, err

@@ -24,6 +24,7 @@ from vcinr.errors import BitstreamError, InputError, ModelError
 from vcinr.limits import MAX_VCI_BYTES, read_bounded
 from vcinr.meta.model import read_model_json
 from vcinr.modalities import modality_for_path
+from vcinr.schema import check_item, fingerprint
 
 MODELS = Path(str(resources.files("vcinr") / "models"))
 
@@ -49,9 +50,12 @@ def bundled_models() -> list[BundledModel]:
     found = []
     if MODELS.is_dir():
         for directory in sorted(p for p in MODELS.iterdir() if (p / "config.json").is_file()):
-            meta = read_model_json(directory)
-            found.append(BundledModel(directory.name, directory, meta["item"]["modality"], meta["fingerprint"],
-                                      tuple(meta["item"]["item_shape"])))
+            meta = read_model_json(directory)  # validated: a damaged bundled model is one line, not a traceback
+            where = str(directory / "config.json")
+            item = check_item(meta.get("item"), where)
+            found.append(BundledModel(directory.name, directory, item["modality"],
+                                      fingerprint(meta.get("fingerprint"), f"{where}: fingerprint"),
+                                      tuple(item["item_shape"])))
     return found
 
 
