@@ -7,7 +7,8 @@ written with ``torch.sin``, ``nn.LayerNorm`` and the φ-network's modules, diffe
 ``torch.autograd.grad(create_graph=True)`` — and both must agree on the gradient w.r.t. the
 state, the state after 3 inner steps and the outer gradients of every parameter: for all
 three schemes, in training (MSCN's noisy gates) and evaluation mode, first and second order,
-with and without checkpointing.  Checked in float64 (tight) and float32 (float tolerance).
+with and without checkpointing (MSCN's hard thresholding to its budget after φ0 and every
+step included).  Checked in float64 (tight) and float32 (float tolerance).
 
 Also: encoding/decoding in chunks equals one batch, the analytic FLOP counts of the
 benchmarks equal the products PyTorch executes, and (with a GPU) CUDA matches CPU.
@@ -57,11 +58,17 @@ def ref_mscn_gates(cond: SparseShiftConditioning, logits, stochastic):
         s = torch.sigmoid((torch.log(u) - torch.log1p(-u) + logits) / cond.BETA)
     else:
         s = torch.sigmoid(logits)
-    gates = (s * (cond.ZETA - cond.GAMMA) + cond.GAMMA).clamp(0.0, 1.0)
-    if not stochastic:
-        kept = torch.zeros_like(gates, dtype=torch.bool).scatter_(-1, gates.topk(cond.budget, dim=-1).indices, True)
-        gates = torch.where(kept, gates, torch.zeros_like(gates))
-    return gates
+    return (s * (cond.ZETA - cond.GAMMA) + cond.GAMMA).clamp(0.0, 1.0)
+
+
+def ref_project(cond, state):
+    """MSCN's hard thresholding: each item's budget largest |value × deterministic gate|."""
+    if not isinstance(cond, SparseShiftConditioning):
+        return state
+    values, logits = state.chunk(2, dim=-1)
+    score = (values * ref_mscn_gates(cond, logits, False)).detach().abs()
+    kept = torch.zeros_like(values).scatter_(-1, score.topk(cond.budget, dim=-1).indices, 1.0)
+    return torch.cat([values * kept, logits], dim=-1)
 
 
 def ref_modulations(cond, state, stochastic):
@@ -108,7 +115,7 @@ def ref_inner_grad(model: MetaINR, state, coords, targets, create_graph):
 
 
 def ref_adapt(model: MetaINR, coords, targets, steps=3, second_order=True):
-    state = model.state0.expand(targets.shape[0], -1)
+    state = ref_project(model.conditioning, model.state0.expand(targets.shape[0], -1))
     for _ in range(steps):
         if second_order:
             state = state - model.step_sizes() * ref_inner_grad(model, state, coords, targets, True)
@@ -117,6 +124,7 @@ def ref_adapt(model: MetaINR, coords, targets, steps=3, second_order=True):
                 leaf = state.detach().requires_grad_(True)
                 grad = ref_inner_grad(model, leaf, coords, targets, False)
             state = state - model.step_sizes() * grad
+        state = ref_project(model.conditioning, state)
     return state
 
 

@@ -42,7 +42,9 @@ class VcinrOptions:
 
 @dataclass
 class MscnOptions:
-    """MSCN's sparse latent: ``pool × latent_dim`` entries of which ``latent_dim`` stay non-zero."""
+    """MSCN's sparse latent: a pool of ``pool × latent_dim`` gated entries of which each item
+    keeps its ``latent_dim`` largest, in training as in evaluation; ``l0_weight`` is the weight
+    of the L0 penalty (expected fraction of open gates) in the inner loss."""
 
     pool: int = 4
     l0_weight: float = 1e-3
@@ -116,6 +118,8 @@ class Config:
                 raise ConfigError(f"{key} must be positive, got {value}")
         if m.conditioning not in ("functa", "mscn", "vcinr"):
             raise ConfigError(f"model.conditioning must be functa, mscn or vcinr, got {m.conditioning!r}")
+        if not m.mscn.l0_weight >= 0:
+            raise ConfigError(f"model.mscn.l0_weight must be >= 0, got {m.mscn.l0_weight}")
         if m.vcinr.blocks < 0 or meta.inner_steps < 0:
             raise ConfigError("model.vcinr.blocks and meta.inner_steps must be >= 0")
         if meta.lr_init[0] > meta.lr_init[1] or meta.lr_clip[0] > meta.lr_clip[1]:

@@ -2,9 +2,11 @@
 
 * :class:`ShiftConditioning` — Functa / COIN++: a linear map from the latent to the shift
   modulations of every layer (Dupont et al., 2022).
-* :class:`SparseShiftConditioning` — MSCN (Schwarz & Teh, 2022): shift modulations whose
-  entries are switched off by hard-concrete L0 gates (Louizos et al., 2018) that are
-  themselves adapted in the inner loop, so only a few entries per item stay non-zero.
+* :class:`SparseShiftConditioning` — MSCN (Schwarz & Teh, 2022): shift modulations from a
+  pool of latent entries behind hard-concrete L0 gates (Louizos et al., 2018) that are
+  themselves adapted in the inner loop; every inner step keeps each item's ``budget``
+  largest gated entries (hard thresholding), in training as at evaluation, and only those
+  are stored.
 * :class:`GatedConditioning` — VC-INR (eq. 2–3): LayerNorm(φ) → residual LeakyReLU MLP →
   per-layer low-rank factors U, V → soft gates σ(UVᵀ) ⊙ W.
 
@@ -73,6 +75,11 @@ class Conditioning(nn.Module, ABC):
     def modulations_from_code(self, code: torch.Tensor) -> Modulations:
         """What the decoder runs: modulations of every layer from the stored φ."""
 
+    def project(self, state: torch.Tensor) -> torch.Tensor:
+        """The constraint the inner loop keeps the state on, applied to φ0 and after every
+        step (MSCN: each item's budget of non-zero entries); the identity by default."""
+        return state
+
     def inner_penalty(self, state: torch.Tensor) -> torch.Tensor:
         """Extra per-item term of the inner-loop loss, shape ``(B,)`` (zero by default)."""
         return state.new_zeros(state.shape[0])
@@ -116,13 +123,26 @@ class ShiftConditioning(Conditioning):
 
 
 class SparseShiftConditioning(Conditioning):
-    """MSCN: a latent whose entries are pruned per item by hard-concrete L0 gates.
+    """MSCN: shift modulations from a latent pool pruned per item to ``budget`` entries.
 
-    The inner-loop state is ``[values, gate_logits]`` (``2 × latent_dim``).  In training the
-    gates are sampled with the hard-concrete reparameterisation and the expected number of
-    open gates is penalised (``l0_weight``); at evaluation the gates are deterministic and
-    only the ``budget`` most open entries are kept, so ``budget`` — the paper's dim(φ) — is
-    the number of non-zero entries actually stored.
+    The inner-loop state is ``[values, gate_logits]`` (``2 × latent_dim``, the pool).  Every
+    entry has a hard-concrete L0 gate (Louizos et al., 2018) whose logit the inner loop adapts
+    with its own Meta-SGD step size, sampled in training and deterministic at evaluation, and
+    ``l0_weight`` charges the expected fraction of open gates in the inner loss.
+
+    Sparsity is chosen per item by iterative hard thresholding: φ0 and every inner step are
+    followed by :meth:`project`, which keeps the ``budget`` values of each item whose gated
+    magnitude ``|value × gate|`` is largest and zeroes the others.  The SIREN therefore only
+    ever sees ``budget`` non-zero entries — in every inner step and in the outer loss, in
+    training as at evaluation — and :meth:`code` stores exactly that network.  A zeroed entry
+    still has its true gradient (the loss's slope at value 0), so a step can move it past a
+    kept one and the support follows each item's data; all gradients are exact, with no
+    straight-through estimate.  (Ranking by the gates alone cannot choose per item: a logit's
+    gradient is the data gradient times the entry's value, a thousand times smaller than the
+    values' own at the scale they are meta-learned at, so three inner steps leave every item
+    with the support of φ0.  Before, the outer loss saw the noisy gates over the whole pool
+    while evaluation and encoding cut it to ``budget``, and the longer it trained the more
+    the cut cost.)
     """
 
     # Hard-concrete stretch interval and temperature (Louizos et al., 2018).
@@ -153,7 +173,7 @@ class SparseShiftConditioning(Conditioning):
         return torch.cat([torch.zeros(self.latent_dim), torch.full((self.latent_dim,), self.init_logit)])
 
     def _gates_and_slope(self, logits: torch.Tensor, stochastic: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """The gates and their derivative w.r.t. the logits (``budget`` kept unless stochastic)."""
+        """The hard-concrete gates (sampled when ``stochastic``) and their derivative w.r.t. the logits."""
         if stochastic:
             u = torch.rand(logits.shape, generator=noise.generator(), dtype=logits.dtype,
                            device=logits.device).clamp(1e-6, 1 - 1e-6)
@@ -163,16 +183,23 @@ class SparseShiftConditioning(Conditioning):
             s = torch.sigmoid(logits)
             ds = s * (1 - s)
         stretched = s * (self.ZETA - self.GAMMA) + self.GAMMA
-        gates = stretched.clamp(0.0, 1.0)
         # clamp passes the gradient where min <= x <= max (inclusive), like autograd's.
         open_ = (stretched >= 0.0) & (stretched <= 1.0)
-        if not stochastic:
-            # Keep exactly the ``budget`` largest gates of every item, by index: a threshold
-            # (``gates >= k-th largest``) would keep every tie, and gates clamped to 1 tie often.
-            kept = torch.zeros_like(gates, dtype=torch.bool).scatter_(-1, gates.topk(self.budget, dim=-1).indices, True)
-            gates = torch.where(kept, gates, torch.zeros_like(gates))
-            open_ = open_ & kept
-        return gates, torch.where(open_, ds * (self.ZETA - self.GAMMA), torch.zeros_like(ds))
+        return stretched.clamp(0.0, 1.0), torch.where(open_, ds * (self.ZETA - self.GAMMA), torch.zeros_like(ds))
+
+    def _kept(self, values: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """Each item's ``budget`` entries of largest deterministic ``|value × gate|``, as a mask.
+
+        Exactly ``budget`` by index: a threshold would keep every tie (the zeros at φ0, gates
+        clamped to 1).  A constant of the state: the gradient flows through the kept values.
+        """
+        gated = (values * self._gates_and_slope(logits, stochastic=False)[0]).detach().abs()
+        return torch.zeros_like(gated, dtype=torch.bool).scatter_(-1, gated.topk(self.budget, dim=-1).indices, True)
+
+    def project(self, state: torch.Tensor) -> torch.Tensor:
+        """Zero all but each item's ``budget`` largest gated values; the gate logits stay as they are."""
+        values, logits = state.chunk(2, dim=-1)
+        return torch.cat([torch.where(self._kept(values, logits), values, torch.zeros_like(values)), logits], dim=-1)
 
     def modulations_vjp(self, state: torch.Tensor, stochastic: bool = False) -> tuple[Modulations, Pullback]:
         values, logits = state.chunk(2, dim=-1)
@@ -186,8 +213,10 @@ class SparseShiftConditioning(Conditioning):
         return mods, pullback
 
     def code(self, state: torch.Tensor) -> torch.Tensor:
+        """The stored φ: the deterministic gated values of the projected state (``budget`` entries)."""
         values, logits = state.chunk(2, dim=-1)
-        return values * self._gates_and_slope(logits, stochastic=False)[0]
+        gated = values * self._gates_and_slope(logits, stochastic=False)[0]
+        return torch.where(self._kept(values, logits), gated, torch.zeros_like(gated))
 
     def modulations_from_code(self, code: torch.Tensor) -> Modulations:
         return _shift_vjp(self.to_shifts, self.layer_shapes, code)[0]

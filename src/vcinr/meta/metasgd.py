@@ -167,7 +167,7 @@ class MetaINR(nn.Module):
         return grad if penalty is None else grad + penalty
 
     def _step(self, state: torch.Tensor, coords: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return state - self.step_sizes() * self._inner_grad(state, coords, targets)
+        return self.conditioning.project(state - self.step_sizes() * self._inner_grad(state, coords, targets))
 
     def adapt(
         self,
@@ -180,7 +180,9 @@ class MetaINR(nn.Module):
         """Fit the latents of a batch of items with ``steps`` Meta-SGD steps from φ0.
 
         Under ``torch.no_grad()`` (encoding, validation) no meta-gradient graph is kept;
-        otherwise the result is differentiable w.r.t. θ, φ0 and the step sizes.
+        otherwise the result is differentiable w.r.t. θ, φ0 and the step sizes.  φ0 and
+        every step are followed by :meth:`Conditioning.project` (MSCN: each item's budget of
+        non-zero entries; the identity for the other schemes).
 
         Args:
             coords: ``(N, in_dim)`` shared coordinates (or ``(B, N, in_dim)``).
@@ -204,6 +206,7 @@ class MetaINR(nn.Module):
         state = self.state0.expand(targets.shape[0], -1)
         if not meta_grad:
             state = state.detach()
+        state = self.conditioning.project(state)
         for _ in range(steps):
             if meta_grad and second_order and checkpointing:
                 state = checkpoint(self._step, state, coords, targets, use_reentrant=False)
@@ -212,7 +215,7 @@ class MetaINR(nn.Module):
             else:  # first order, or no meta-gradient at all: the inner gradient is a constant
                 with torch.no_grad():
                     grad = self._inner_grad(state.detach(), coords, targets)
-                state = state - self.step_sizes() * grad
+                state = self.conditioning.project(state - self.step_sizes() * grad)
         return state
 
     def meta_loss(self, coords: torch.Tensor, targets: torch.Tensor, second_order: bool = True,
