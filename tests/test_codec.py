@@ -169,13 +169,15 @@ def test_levels_are_named_and_rate_decreases_with_lambda(tiny_cifar_codecs):
 
 def test_learned_level_measured_on_real_items(tiny_cifar_codecs):
     """Re-measure a stored level: its codec gives the rate and quality fit-codec recorded."""
-    from vcinr.codec.fit import _load_training_items, compute_latents, evaluate_codec
+    from vcinr.codec.fit import FitSettings, _held_out, _load_training_items, evaluate_codec
 
     loaded = load_model(tiny_cifar_codecs)
     level = load_level(loaded, "2")
-    _, coords, features = _load_training_items(loaded, None, 64)
-    latents = compute_latents(loaded.model, coords, features, progress=False)
-    metrics = evaluate_codec(loaded.model, level.codec, coords, latents, features)
+    cfg, coords, _ = _load_training_items(loaded, None, 64)
+    held_out = _held_out(loaded, cfg, FitSettings(eval_items=64), progress=False)
+    assert held_out.split == "test" and level.record["evaluated_on"] == {
+        "split": "test", "signals": 64, "quality": "whole-signal PSNR before the container and the writer's rounding"}
+    metrics = evaluate_codec(loaded.model, level.codec, held_out)
     assert metrics["bpp"] == pytest.approx(level.record["metrics"]["bpp"], rel=1e-6)
     assert metrics["psnr"] == pytest.approx(level.record["metrics"]["psnr"], abs=1e-4)
     assert torch.equal(level.coords, coords)

@@ -29,6 +29,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
@@ -46,6 +47,9 @@ from vcinr.codec.levels import (
 from vcinr.errors import ConfigError, InputError
 from vcinr.meta.metasgd import MetaINR
 from vcinr.meta.model import LoadedModel, atomic_save_tensors, atomic_write_bytes, load_model, load_state, save_state
+
+if TYPE_CHECKING:
+    from vcinr.data import ItemSet
 
 DEFAULT_LAMBDAS = (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)
 DEFAULT_BITS = (3, 4, 5, 6, 7, 8)
@@ -146,21 +150,43 @@ def quality_of(model: MetaINR, pred: torch.Tensor, target: torch.Tensor) -> torc
     return -10.0 * torch.log10(mse.clamp_min(1e-12))
 
 
-def evaluate_codec(model: MetaINR, codec: LatentCodec, coords: torch.Tensor, latents: torch.Tensor,
-                   features: torch.Tensor, batch_size: int = 64) -> dict[str, float]:
-    """Mean bpp (entropy-model estimate) and quality of the coded latents of some items."""
-    bits, quality = 0.0, 0.0
+@dataclass
+class HeldOut:
+    """Whole held-out signals that quality levels are scored on: their items and latents φ."""
+
+    items: ItemSet
+    latents: torch.Tensor  # (num_items, D)
+    split: str  # "test", or "train" where the data has no test split
+
+
+def evaluate_codec(model: MetaINR, codec: LatentCodec, held_out: HeldOut, batch_size: int = 64) -> dict[str, float]:
+    """Rate and quality of whole held-out signals coded at one quality level.
+
+    ``bpp`` is the entropy model's estimate of the payload (no container) over every real
+    point of the signals; ``psnr`` is each whole signal's PSNR (one MSE over the merged
+    patches, :mod:`vcinr.meta.quality`) averaged over signals, with ``psnr_patch_mean`` beside
+    it for patched data and ``snr`` for audio; ``accuracy`` for occupancies.  What
+    ``compress`` reports adds the container bytes and the writer's rounding (8-bit pixels).
+    """
+    from vcinr.meta.quality import SignalQuality
+    from vcinr.meta.training import flat_items, item_coords
+    from vcinr.modalities import get_modality
+
+    items = held_out.items
+    coords, features = flat_items(items)
+    files = items.files()
+    mask = items.point_mask.flatten(1) if items.point_mask is not None else None
+    quality = SignalQuality(items.num_files, model.loss, get_modality(items.modality).snr_centre)
+    bits = 0.0
     with torch.no_grad():
-        for start in range(0, latents.shape[0], batch_size):
+        for start in range(0, features.shape[0], batch_size):
             batch = slice(start, start + batch_size)
-            phi, target = latents[batch], features[batch]
-            symbols = codec.to_symbols(phi)
+            symbols = codec.to_symbols(held_out.latents[batch])
             bits += codec.estimated_bits(symbols)
-            pred = model.decode(coords[batch] if coords.dim() == 3 else coords, codec.from_symbols(symbols))
-            quality += float(quality_of(model, pred, target).sum())
-    n, points = latents.shape[0], features.shape[1]
-    key = "accuracy" if model.loss == "bce" else "psnr"
-    return {"bpp": bits / n / points, key: quality / n}
+            logits = decode_raw(model, item_coords(coords, batch), codec.from_symbols(symbols))
+            quality.add(logits, features[batch], files[batch], mask[batch] if mask is not None else None)
+    points = float(mask.sum()) if mask is not None else float(features.shape[0] * features.shape[1])
+    return {"bpp": bits / points, **quality.result()}
 
 
 def _load_training_items(loaded: LoadedModel, data: str | Path | None, max_items: int | None):
@@ -189,6 +215,33 @@ def _load_training_items(loaded: LoadedModel, data: str | Path | None, max_items
         )
     coords, features = flat_items(items)
     return cfg, coords, features
+
+
+def _held_out(loaded: LoadedModel, cfg, settings: FitSettings, progress: bool) -> HeldOut:
+    """The first whole test signals (about ``eval_items`` items) with their latents.
+
+    Data without a test split (``test_fraction: 0``) is scored on its first training signals
+    instead, and the level's JSON says so.
+    """
+    from vcinr.data import load_items
+    from vcinr.meta.training import flat_items, whole_signals
+
+    split = "test"
+    try:
+        items = load_items(cfg, "test")
+    except InputError:
+        split, items = "train", load_items(cfg, "train")
+    count = whole_signals(items, settings.eval_items)
+    items = dataclasses.replace(
+        items, features=items.features[:count],
+        coords=items.coords[:count] if items.coords.dim() == items.features.dim() else items.coords,
+        file_index=items.file_index[:count] if items.file_index is not None else None,
+        point_mask=items.point_mask[:count] if items.point_mask is not None else None,
+        query_features=None, query_coords=None)
+    coords, features = flat_items(items)
+    latents = compute_latents(loaded.model, coords, features, settings.latent_batch, progress,
+                              f"latents of {split} signals")
+    return HeldOut(items, latents, split)
 
 
 def _cached_latents(loaded: LoadedModel, data_key: dict, coords, features, settings: FitSettings,
@@ -326,8 +379,9 @@ def fit_codecs(model_dir: str | Path, data: str | Path | None = None, settings: 
     latents = _cached_latents(loaded, data_key, coords, features, settings, progress)
     folder = codec_dir(loaded.directory)
     result = FitResult(loaded.directory, int(latents.shape[0]), int(latents.shape[1]))
-    n_eval = min(settings.eval_items, latents.shape[0])
-    eval_args = (coords[:n_eval] if coords.dim() == 3 else coords, latents[:n_eval], features[:n_eval])
+    held_out = _held_out(loaded, cfg, settings, progress)
+    evaluated_on = {"split": held_out.split, "signals": held_out.items.num_files,
+                    "quality": "whole-signal PSNR before the container and the writer's rounding"}
     # a codec stores the coordinates of one item; items with their own (scenes) carry them instead
     level_coords = coords if coords.dim() == 2 else coords.new_zeros(0, coords.shape[-1])
 
@@ -339,9 +393,10 @@ def fit_codecs(model_dir: str | Path, data: str | Path | None = None, settings: 
             result.levels.append(LevelResult(stem, "uniform", "skipped", info.get("metrics", {}), 0.0))
             continue
         codec = UniformCodec.fit(latents, bits, settings.clip)
-        metrics = evaluate_codec(model, codec, *eval_args)
+        metrics = evaluate_codec(model, codec, held_out)
         save_level(loaded, stem, codec, level_coords, {"bits": bits, "clip": settings.clip, "settings": key,
-                                                 "metrics": metrics, "items": int(latents.shape[0])})
+                                                 "metrics": metrics, "evaluated_on": evaluated_on,
+                                                 "items": int(latents.shape[0])})
         result.levels.append(LevelResult(stem, "uniform", "fitted", metrics, time.perf_counter() - started))
 
     for lam in sorted(set(settings.lambdas)):
@@ -358,9 +413,9 @@ def fit_codecs(model_dir: str | Path, data: str | Path | None = None, settings: 
         coder, start = train_transform_coder(model, coords, latents, features, lam, settings, checkpoint, key,
                                              progress, desc=f"codec lambda={lam:g}")
         codec = coder.to_codec()
-        metrics = evaluate_codec(model, codec, *eval_args)
+        metrics = evaluate_codec(model, codec, held_out)
         save_level(loaded, stem, codec, level_coords, {"lambda": lam, "arch": arch, "settings": key, "metrics": metrics,
-                                                 "items": int(latents.shape[0]),
+                                                 "evaluated_on": evaluated_on, "items": int(latents.shape[0]),
                                                  "lambda_convention": "bpp + lambda * 255^2 * distortion"})
         checkpoint.remove()
         status = "resumed" if start else "fitted"
