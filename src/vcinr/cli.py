@@ -87,7 +87,7 @@ def _cmd_eval(args: argparse.Namespace) -> None:
 
     outcome = run_eval(resolve_model(args.model), args.inputs, args.out, codecs=args.codecs, anchor=args.anchor,
                        qualities=args.quality, max_files=args.max_files, reference=args.reference,
-                       ms_ssim=args.ms_ssim, progress=not args.quiet)
+                       ms_ssim=args.ms_ssim, progress=not args.quiet, effort=args.effort)
     print(format_table(outcome))
     print(f"wrote {outcome.json_path} and {outcome.plot_path}")
 
@@ -153,6 +153,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-files", type=int, help="use at most this many files")
     p.add_argument("--reference", help="also draw the paper's published curve for this dataset (e.g. cifar10)")
     p.add_argument("--ms-ssim", action="store_true", help="also compute MS-SSIM of image codecs (slow on CPU)")
+    p.add_argument("--effort", type=int, metavar="STEPS",
+                   help="encoder effort of vcinr's learned levels, as for 'vcinr compress' (default: compress's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_eval)
 

@@ -39,12 +39,13 @@ import torch
 from vcinr.codec import entropy
 from vcinr.codec.bitstream import Header, fingerprint_prefix, pack, short, unpack
 from vcinr.codec.fit import compute_latents
+from vcinr.codec.search import SearchSettings, level_symbols
 from vcinr.codec.levels import QualityLevel, find_level_by_fingerprint, load_level
 from vcinr.errors import BitstreamError, InputError
 from vcinr.limits import MAX_VCI_BYTES, read_bounded
 from vcinr.meta.model import LoadedModel, atomic_write_bytes, load_model
 from vcinr.modalities import get_modality, read_signal, write_signal
-from vcinr.patching import merge_target, patch_count, split_patches
+from vcinr.patching import merge_target, patch_count, patch_mask, split_patches
 from vcinr.schema import DECODE_BATCH
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates, size_text
 
@@ -217,8 +218,12 @@ def map_batches(fn: Callable[[torch.Tensor], torch.Tensor], items: torch.Tensor,
 
 
 def encode_signal(signal: Signal, loaded: LoadedModel, level: QualityLevel, progress: bool = False,
-                  name: str = "input") -> tuple[bytes, float, int]:
-    """``signal`` → ``.vci`` bytes; returns ``(bytes, estimated payload bits, patch count)``."""
+                  name: str = "input", search: SearchSettings = SearchSettings()) -> tuple[bytes, float, int]:
+    """``signal`` → ``.vci`` bytes; returns ``(bytes, estimated payload bits, patch count)``.
+
+    ``search`` sets the encoder-side rate–distortion search (:mod:`vcinr.codec.search`) of
+    learned levels; ``SearchSettings(steps=0)`` rounds plainly.
+    """
     spec, model = loaded.spec, loaded.model
     item_shape = tuple(spec.item_shape)
     grid = signal.grid_shape
@@ -245,7 +250,9 @@ def encode_signal(signal: Signal, loaded: LoadedModel, level: QualityLevel, prog
         patches = split_patches(signal.features, item_shape)
     features = patches.reshape(patches.shape[0], -1, spec.out_dim).float()
     phi = compute_latents(model, coords, features, BATCH, progress, "encode (inner loop)")
-    symbols = level.codec.to_symbols(phi)
+    mask = patch_mask(grid, item_shape).flatten(1) if carried is None and spec.coord_range is not None else None
+    symbols = level_symbols(model, level.codec, level.record.get("lambda"), coords, features, phi, mask, search,
+                            BATCH, progress)
     payload = entropy.encode(symbols, level.codec.tables)
     header = Header(loaded.fingerprint, level.fingerprint, level.codec.kind, spec.modality, spec.out_dim, grid,
                     item_shape, int(symbols.shape[0]), int(symbols.shape[1]), dict(signal.meta))
@@ -362,7 +369,8 @@ def as_written(signal: Signal, suffix: str) -> Signal:
 
 
 def compress_file(input: str | Path, model_dir: str | Path, quality: str | None = None,
-                  output: str | Path | None = None, progress: bool = False) -> CompressReport:
+                  output: str | Path | None = None, progress: bool = False,
+                  search: SearchSettings = SearchSettings()) -> CompressReport:
     """Compress ``input`` with the model in ``model_dir`` at ``quality`` into ``output`` (.vci).
 
     ``output`` defaults to ``input`` with the suffix ``.vci``.  The file is written atomically,
@@ -378,7 +386,7 @@ def compress_file(input: str | Path, model_dir: str | Path, quality: str | None 
     if not os.path.lexists(input):  # a symlink loop or a FIFO is refused by the reader, in one line
         raise InputError(f"{input}: no such file")
     signal = _read_input(input, loaded)
-    data, estimated_bits, patches = encode_signal(signal, loaded, level, progress, input.name)
+    data, estimated_bits, patches = encode_signal(signal, loaded, level, progress, input.name, search)
     decoded, header, _ = decode_bytes(data, loaded, input.name, level)
     written = as_written(decoded, _reference_suffix(input, signal.modality))
     metric, value = signal_quality(signal, written, loaded.spec.loss)

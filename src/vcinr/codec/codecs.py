@@ -108,15 +108,21 @@ class LearnedCodec(LatentCodec):
         if self.medians.shape[0] != tables.dims:
             raise ValueError("medians and entropy tables disagree on the code dimension")
 
+    def analysis(self, phi: torch.Tensor) -> torch.Tensor:
+        """The continuous symbols ``g_a(normalise(φ)) − m`` that the encoder rounds."""
+        return self.g_a(self.normalise(phi)) - self.medians
+
+    def synthesis(self, symbols: torch.Tensor) -> torch.Tensor:
+        """φ̂ from (possibly continuous) symbols, differentiably: what the decoder runs on integers."""
+        return self.denormalise(self.g_s(symbols + self.medians))
+
     @torch.no_grad()
     def to_symbols(self, phi: torch.Tensor) -> torch.Tensor:
-        z = self.g_a(self.normalise(phi))
-        return torch.round(z - self.medians).to(torch.int32)
+        return torch.round(self.analysis(phi)).to(torch.int32)
 
     @torch.no_grad()
     def from_symbols(self, symbols: torch.Tensor) -> torch.Tensor:
-        z_hat = symbols.to(torch.float32) + self.medians
-        return self.denormalise(self.g_s(z_hat))
+        return self.synthesis(symbols.to(torch.float32))
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {"mean": self.mean, "std": self.std, "medians": self.medians, **self.tables.tensors("tables")}

@@ -14,6 +14,24 @@ QUALITY_HELP = ("quality level: 1..K for the learned transform codecs, in order 
                 "codec file stem; default: the highest learned level")
 
 
+def _effort(text: str) -> int:
+    """``--effort``: a whole number of search steps, 0 to 10,000."""
+    try:
+        steps = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of steps, got {text!r}") from None
+    if not 0 <= steps <= 10_000:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 10000, got {steps}")
+    return steps
+
+
+def _metric(key: str, value: float) -> str:
+    """``psnr 23.41 dB`` for decibel figures (PSNR of whole held-out signals, per-patch mean, SNR)."""
+    if key.startswith(("psnr", "snr")):
+        return f"{key.replace('psnr', 'PSNR', 1).replace('snr', 'SNR', 1)} {value:.2f} dB"
+    return f"{key} {value:.4f}"
+
+
 def _refuse_bundled(model: Path) -> None:
     """``fit-codec`` writes into the model directory; a bundled model is part of the installed package."""
     if model.is_dir():
@@ -45,12 +63,13 @@ def _cmd_fit_codec(args: argparse.Namespace) -> None:
     names = {lv.stem: lv.name for lv in order}
     rank = {lv.stem: i for i, lv in enumerate(order)}
     for level in sorted(result.levels, key=lambda lv: rank.get(lv.stem, len(rank))):
-        metrics = ", ".join(f"{k} {v:.4f}" if k != "psnr" else f"PSNR {v:.2f} dB" for k, v in level.metrics.items())
+        metrics = ", ".join(_metric(k, v) for k, v in level.metrics.items())
         print(f"quality {names.get(level.stem, '?'):>3}  {level.stem:<24} {level.status:<8} {metrics}"
               + (f"  ({level.seconds:.1f} s)" if level.seconds else ""))
     fitted = sum(level.status != "skipped" for level in result.levels)
     print(f"{len(result.levels)} quality levels ({fitted} fitted, {len(result.levels) - fitted} unchanged) on "
-          f"{result.items} training items (dim phi = {result.latent_dim}) -> {Path(args.model) / 'codecs'}")
+          f"{result.items} training items (dim phi = {result.latent_dim}) -> {Path(args.model) / 'codecs'}; "
+          "rate: the entropy model's estimate of the payload; quality: whole held-out signals")
 
 
 def _cmd_compress(args: argparse.Namespace) -> None:
@@ -65,7 +84,10 @@ def _cmd_compress(args: argparse.Namespace) -> None:
         print(f"model: bundled '{model.name}' (see 'vcinr models')")
     else:
         model = resolve_model(args.model)
-    report = compress_file(args.input, model, args.quality, args.output, progress=not args.quiet)
+    from vcinr.codec.search import SearchSettings
+
+    report = compress_file(args.input, model, args.quality, args.output, progress=not args.quiet,
+                           search=SearchSettings() if args.effort is None else SearchSettings(steps=args.effort))
     print(report.summary())
 
 
@@ -124,6 +146,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quality", "-q", help=QUALITY_HELP)
     p.add_argument("-o", "--output", required=True, type=Path,
                    help="the .vci file to write (its folder must exist; checked before encoding)")
+    p.add_argument("--effort", type=_effort, metavar="STEPS",
+                   help="encoder effort: steps of rate-distortion search of the symbols of learned quality levels "
+                        "(0: plain rounding; default: 30, see docs/codec.md); the decoder and the format do not "
+                        "change")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_compress)
 

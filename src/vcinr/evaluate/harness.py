@@ -100,8 +100,12 @@ def collect_inputs(inputs: Sequence[str | Path], modality: str, folder: Path, li
 
 
 def vcinr_points(model_dir: Path, files: list[Path], qualities: Sequence[str] | None, workdir: Path,
-                 progress: bool = True) -> list[RDPoint]:
-    """One averaged RD point per quality level, from real ``.vci`` files and their decodes."""
+                 progress: bool = True, effort: int | None = None) -> list[RDPoint]:
+    """One averaged RD point per quality level, from real ``.vci`` files and their decodes.
+
+    ``effort``: steps of the encoder's rate–distortion search (``None``: ``compress``'s default).
+    """
+    from vcinr.codec.search import SearchSettings
     from vcinr.evaluate.baselines import average_points
     from vcinr.pipeline import compress_file
 
@@ -115,7 +119,8 @@ def vcinr_points(model_dir: Path, files: list[Path], qualities: Sequence[str] | 
     for index, path in enumerate(jobs):
         points = []
         for level in levels:
-            report = compress_file(path, model_dir, level.name, workdir / f"{index}_{level.stem}.vci")
+            report = compress_file(path, model_dir, level.name, workdir / f"{index}_{level.stem}.vci",
+                                   search=SearchSettings() if effort is None else SearchSettings(steps=effort))
             codec = f"vcinr-{level.kind}"
             points.append(RDPoint(
                 modality=loaded.spec.modality, codec=codec, setting=f"quality={level.name}",
@@ -147,7 +152,8 @@ def bd_table(points: Sequence[RDPoint], anchor: str) -> dict[str, dict[str, Any]
 def run_eval(model_dir: str | Path, inputs: Sequence[str | Path], out_dir: str | Path, *,
              codecs: Sequence[str] | None = None, anchor: str | None = None,
              qualities: Sequence[str] | None = None, max_files: int | None = None,
-             reference: str | None = None, ms_ssim: bool = False, progress: bool = True) -> EvalOutcome:
+             reference: str | None = None, ms_ssim: bool = False, progress: bool = True,
+             effort: int | None = None) -> EvalOutcome:
     """Evaluate ``model_dir`` and standard codecs on ``inputs``; write ``rd.json`` and ``rd.png``."""
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     loaded = load_model(model_dir)
@@ -156,7 +162,7 @@ def run_eval(model_dir: str | Path, inputs: Sequence[str | Path], out_dir: str |
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vcinr-eval-") as tmp:
         files = collect_inputs(inputs, modality, Path(tmp), max_files)
-        points = vcinr_points(model_dir, files, qualities, Path(tmp), progress)
+        points = vcinr_points(model_dir, files, qualities, Path(tmp), progress, effort)
         baselines: list[RDPoint] = []
         skipped: dict[str, str] = {}
         if modality in DEFAULT_ANCHOR:
@@ -176,7 +182,7 @@ def run_eval(model_dir: str | Path, inputs: Sequence[str | Path], out_dir: str |
                         log_x=True)
     settings = {"model": str(model_dir), "model_fingerprint": loaded.fingerprint, "inputs": [str(i) for i in inputs],
                 "files": len(files), "anchor": anchor, "bd": bd, "reference": reference,
-                "qualities": list(qualities) if qualities else "all"}
+                "qualities": list(qualities) if qualities else "all", "effort": effort}
     json_path = out_dir / "rd.json"
     write_results(json_path, points, settings, skipped=skipped)
     return EvalOutcome(json_path, plot_path, points, bd)
