@@ -18,7 +18,7 @@ from vcinr.meta.training import flat_items, item_spec, outer_lr_at
 @pytest.mark.parametrize("dim", [64, 256, 1024])
 def test_vcinr_latent_starts_where_layernorm_is_well_conditioned(dim: int, data_dir: Path) -> None:
     """At φ0 = 0 LayerNorm's Jacobian is 1/√eps ≈ 316; a unit-scale φ0 keeps it near the identity."""
-    config = load_config("cifar10-tiny", {"model.latent_dim": dim})
+    config = load_config("cifar10-tiny", {"model.latent_dim": dim, "model.vcinr.phi0_scale": 1.0})
     torch.manual_seed(0)
     items = load_items(DataConfig(kind="cifar10", path=str(data_dir / "cifar10"), max_items=8), "train")
     model = build_model(config, item_spec(config, items))
@@ -30,7 +30,7 @@ def test_vcinr_latent_starts_where_layernorm_is_well_conditioned(dim: int, data_
 
 def test_outer_gradient_on_phi0_is_no_larger_than_on_the_network(data_dir: Path) -> None:
     """At φ0 = 0 the outer gradient on φ0 was 10x the largest of any other parameter (dim 256)."""
-    config = load_config("cifar10-tiny", {"model.latent_dim": 256})
+    config = load_config("cifar10-tiny", {"model.latent_dim": 256, "model.vcinr.phi0_scale": 1.0})
     items = load_items(DataConfig(kind="cifar10", path=str(data_dir / "cifar10"), max_items=16), "train")
     coords, features = flat_items(items)
     torch.manual_seed(0)
@@ -38,6 +38,15 @@ def test_outer_gradient_on_phi0_is_no_larger_than_on_the_network(data_dir: Path)
     model.meta_loss(coords, features).backward()
     grads = {name: float(p.grad.norm()) for name, p in model.named_parameters()}
     assert grads["state0"] < 0.1 * max(v for k, v in grads.items() if k != "state0")
+
+
+def test_phi0_defaults_to_zero_and_can_be_kept_fixed(data_dir: Path) -> None:
+    items = load_items(DataConfig(kind="cifar10", path=str(data_dir / "cifar10"), max_items=8), "train")
+    config = load_config("cifar10-tiny")
+    assert torch.equal(build_model(config, item_spec(config, items)).state0, torch.zeros(64))
+    fixed = load_config("cifar10-tiny", {"model.vcinr.learn_phi0": False})
+    model = build_model(fixed, item_spec(fixed, items))
+    assert "state0" not in dict(model.named_parameters()) and "state0" in model.state_dict()
 
 
 def test_outer_lr_warms_up_then_decays_along_a_cosine() -> None:

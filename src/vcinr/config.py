@@ -31,13 +31,19 @@ MAX_NUMBER = 1e18
 
 @dataclass
 class VcinrOptions:
-    """The φ → gates network of VC-INR (Tables 3–7, "φ → {G_low} network")."""
+    """The φ → gates network of VC-INR (Tables 3–7, "φ → {G_low} network").
+
+    ``phi0_scale``/``learn_phi0``: φ0 starts as N(0, phi0_scale²·I) (0: at zero, as in the
+    paper) and is meta-learned or kept fixed; see :class:`vcinr.inr.conditioning.GatedConditioning`.
+    """
 
     hidden: int = 256
     blocks: int = 1
     rank: int = 4
     gate_first_layer: bool = False
     layer_norm: bool = True
+    phi0_scale: float = 0.0
+    learn_phi0: bool = True
 
 
 @dataclass

@@ -44,6 +44,7 @@ class Conditioning(nn.Module, ABC):
     """Base class: a latent of ``latent_dim`` entries per item conditions the SIREN."""
 
     latent_dim: int
+    learn_initial_state: bool = True  # whether φ0 is meta-learned or stays where it starts
 
     @property
     def state_dim(self) -> int:
@@ -293,13 +294,16 @@ class GatedConditioning(Conditioning):
         gate_first_layer: gate the coordinate layer too (off in all of the paper's tables).
         layer_norm: normalise φ first (the paper's main stabiliser, appendix E.1).
 
-    φ0 starts as a draw of N(0, I), not at 0: at 0 LayerNorm's Jacobian is 1/√eps ≈ 316, so
-    the first inner step would throw the normalised latent to unit size whatever its step
-    size, and the outer gradient on φ0 would be hundreds of times larger than on any other
-    parameter — the divergence seen as soon as dim(φ) or the network grew.  At unit scale the
-    Jacobian is about the identity and the inner steps move the latent by what their step
-    sizes say.  The factors start O(1), so ``U Vᵀ`` is centred on 0 and the gates on ½,
-    where σ is steepest.  The SIREN's gated
+    φ0 starts at 0 by default (``phi0_scale = 0``), where LayerNorm's Jacobian is 1/√eps ≈ 316:
+    the first inner step throws the normalised latent to unit size in the direction of the
+    gradient, whatever its step size — which is what makes three Meta-SGD steps with step sizes
+    within ±5 enough to encode an item — but the outer gradient on φ0 there is 10x that of any
+    other parameter and a learned φ0 drifting around 0 on the scale of √eps is a suspect of the
+    divergence at larger dim(φ).  ``phi0_scale = 1`` starts φ0 at unit scale, where the Jacobian
+    is about the identity; measured on CIFAR-10 (dim φ 256, outer lr 1e-3) the inner loop then
+    barely moves the latent and training stalls (docs/training.md, "Stability").  ``learn_phi0 =
+    False`` keeps φ0 fixed.  The factors start O(1), so ``U Vᵀ`` is centred on 0 and the gates on
+    ½, where σ is steepest.  The SIREN's gated
     layers start twice as wide (:meth:`compensate_siren_init`) so that the gated weights
     ``G ⊙ W`` keep the SIREN initialisation's scale.
     """
@@ -315,9 +319,12 @@ class GatedConditioning(Conditioning):
         rank: int = 4,
         gate_first_layer: bool = False,
         layer_norm: bool = True,
+        phi0_scale: float = 0.0,
+        learn_phi0: bool = True,
     ):
         super().__init__()
         self.latent_dim, self.rank = latent_dim, rank
+        self.phi0_scale, self.learn_initial_state = phi0_scale, learn_phi0
         self.gated = [i > 0 or gate_first_layer for i in range(len(layer_shapes))]
         self.layer_shapes = layer_shapes
         self.norm = nn.LayerNorm(latent_dim) if layer_norm else nn.Identity()
@@ -332,8 +339,8 @@ class GatedConditioning(Conditioning):
         nn.init.normal_(self.to_factors.weight, std=math.sqrt(3.0 / hidden))
 
     def initial_state(self) -> torch.Tensor:
-        """φ0 before meta-learning: N(0, I), away from LayerNorm's singular point at 0."""
-        return torch.randn(self.latent_dim)
+        """φ0 before meta-learning: N(0, phi0_scale²·I) (zeros at the default scale 0)."""
+        return torch.randn(self.latent_dim) * self.phi0_scale
 
     def compensate_siren_init(self, siren: nn.Module) -> None:
         """Scale the gated layers' initial weights by 1/E[G] so G ⊙ W keeps SIREN's init scale."""

@@ -63,7 +63,10 @@ class MetaINR(nn.Module):
         self.siren, self.conditioning = siren, conditioning
         self.inner_steps, self.lr_clip, self.loss = inner_steps, tuple(lr_clip), loss
         self.observation, self.max_points = observation, max_points
-        self.state0 = nn.Parameter(conditioning.initial_state())
+        if conditioning.learn_initial_state:
+            self.state0 = nn.Parameter(conditioning.initial_state())
+        else:  # a fixed φ0: still saved with the weights, never trained
+            self.register_buffer("state0", conditioning.initial_state())
         low, high = lr_init
         self.inner_lr = nn.Parameter(torch.empty(conditioning.state_dim).uniform_(low, high))
 
@@ -95,13 +98,15 @@ class MetaINR(nn.Module):
         slices = [slice(start, min(start + size, batch)) for start in range(0, batch, size)]
         return [(i, coords[i] if coords.dim() == 3 else coords) for i in slices]
 
+    def point_loss(self, pred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """The reconstruction loss of every point and channel, ``pred``'s shape."""
+        if self.loss == "bce":
+            return F.binary_cross_entropy_with_logits(pred, targets, reduction="none")
+        return (pred - targets).square()
+
     def item_loss(self, pred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per-item reconstruction loss ``(B,)``: mean over points and channels."""
-        if self.loss == "bce":
-            per_point = F.binary_cross_entropy_with_logits(pred, targets, reduction="none")
-        else:
-            per_point = (pred - targets).square()
-        return per_point.flatten(1).mean(dim=1)
+        return self.point_loss(pred, targets).flatten(1).mean(dim=1)
 
     def subsample(self, coords: torch.Tensor, targets: torch.Tensor,
                   generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
