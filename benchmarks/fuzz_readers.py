@@ -11,7 +11,9 @@
 * ``checkpoint`` — a training checkpoint written by ``save_state`` (its tensors and its
   scalars' JSON), read by ``load_state``;
 * ``image``, ``audio``, ``sphere``, ``array``, ``voxels``, ``video`` — the bundled demo
-  samples and small files written by vcinr's own writers, read by ``read_signal``.
+  samples and small files written by vcinr's own writers, read by ``read_signal``;
+* ``scene-intrinsics``, ``scene-pose`` — an SRN scene folder written by the scene writer,
+  one of its text files mutated, read by ``read_signal(folder, "scene")``.
 
 Mutations: bit flips, overwritten / inserted / deleted bytes, truncation, runs of 0x00/0xFF,
 and for JSON a value anywhere in the document replaced by a hostile one (huge or negative
@@ -206,7 +208,31 @@ def _input_targets(work: Path) -> list[Target]:
             read_signal(path, modality)  # a Signal is valid by construction (finite, non-empty, shapes agree)
 
         targets.append(Target(modality, path, seeds[modality], read))
-    return targets
+    return targets + _scene_targets(inputs)
+
+
+def _scene_targets(inputs: Path) -> list[Target]:
+    """An SRN scene folder of two 8×8 views; one target mutates its intrinsics, one a pose file."""
+    from vcinr.modalities import read_signal, write_signal
+    from vcinr.modalities.scene import INTRINSICS, camera_rays, look_at
+    from vcinr.signal import Signal
+
+    scene = inputs / "scene"
+    if not scene.is_dir():
+        poses = np.stack([look_at(np.array([2.0, 0.5, 0.3 * i]), np.array([0.0, 0.0, 1.0])) for i in range(2)])
+        meta = {"focal": 10.0, "cx": 4.0, "cy": 4.0, "height": 8, "width": 8, "poses": poses.reshape(2, 16).tolist()}
+        write_signal(Signal(torch.rand(2, 8, 8, 3), camera_rays(poses, 10.0, 4.0, 4.0, 8, 8), "scene", meta), scene)
+    files = {"scene-intrinsics": scene / INTRINSICS, "scene-pose": sorted((scene / "pose").iterdir())[0]}
+    originals = {path: path.read_bytes() for path in files.values()}
+
+    def restore() -> None:
+        for path, data in originals.items():
+            path.write_bytes(data)
+
+    def read() -> None:
+        read_signal(scene, "scene")
+
+    return [Target(name, path, [originals[path]], read, before=restore) for name, path in files.items()]
 
 
 def build_targets(work: Path) -> list[Target]:

@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CAP = str(6_000_000_000)  # bytes of address space: torch alone maps ~3 GB, the bombs took 8 GB
-CASES = 450  # 50 per target, ~20 s
+CASES = 550  # 50 per target, ~25 s
 
 
 def capped(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess:
@@ -36,5 +36,6 @@ def test_every_reader_survives_a_small_fuzz_budget(tmp_path):
     run = capped(["-m", "benchmarks.fuzz_readers", "--cases", str(CASES), "--seed", "7",
                   "--workdir", str(tmp_path / "fuzz")], tmp_path)
     assert run.returncode == 0 and "no failures" in run.stdout, run.stdout + run.stderr
-    for target in ("model", "level", "checkpoint", "image", "audio", "sphere", "array", "voxels", "video"):
+    for target in ("model", "level", "checkpoint", "image", "audio", "sphere", "array", "voxels", "video",
+                   "scene-intrinsics", "scene-pose"):
         assert f" {target} " in run.stdout  # every target ran
