@@ -1,6 +1,9 @@
-"""`vcinr eval`: vcinr quality levels and standard codecs on the same CIFAR-10 files."""
+"""`vcinr eval`: vcinr quality levels and standard codecs on the same files."""
 
 import json
+from pathlib import Path
+
+import pytest
 
 from vcinr.cli import main
 
@@ -31,3 +34,22 @@ def test_eval_refuses_inputs_of_another_modality(tiny_cifar_codecs, data_dir, tm
     flac = next((data_dir / "librispeech").rglob("*.flac"))
     assert main(["eval", str(flac), "--model", str(tiny_cifar_codecs), "--out", str(tmp_path / "e"), "--quiet"]) == 2
     assert "no image files" in capsys.readouterr().err
+
+
+def test_eval_of_speech_gives_snr_beside_psnr(tmp_path):
+    """Audio PSNR on the peak-to-peak scale reads ~30 dB above the waveform's SNR: eval reports both."""
+    from vcinr.bundled import resolve_model
+    from vcinr.evaluate.harness import format_table, run_eval
+    from vcinr.evaluate.metrics import audio_power_db
+    from vcinr.modalities import read_signal
+
+    clip = Path(__file__).parents[1] / "src/vcinr/samples/demo/533-1066-0001-4s.flac"
+    outcome = run_eval(resolve_model("audio"), [clip], tmp_path / "eval", codecs=["opus"], qualities=["1"],
+                       progress=False, effort=0)
+    power = audio_power_db(read_signal(clip, "audio").features.numpy())
+    assert outcome.snr_offset == pytest.approx(power) and power < -15
+    table = format_table(outcome).splitlines()
+    assert table[0].split()[-1] == "SNR"
+    vcinr_row = next(line for line in table if line.startswith("vcinr"))
+    assert float(vcinr_row.split()[-1]) == pytest.approx(float(vcinr_row.split()[-2]) + power, abs=0.01)
+    assert json.loads((tmp_path / "eval" / "rd.json").read_text())["settings"]["snr_offset_db"] == pytest.approx(power)

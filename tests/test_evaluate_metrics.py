@@ -98,3 +98,18 @@ def test_rate_helpers():
         metrics.bpp(10, 0)
     with pytest.raises(InputError):
         metrics.kbps(10, 0.0)
+
+
+def test_audio_snr_is_psnr_plus_the_signals_power() -> None:
+    """SNR of the waveform = PSNR on [0, 1] features + audio_power_db, for int16 PCM as for features."""
+    from vcinr.evaluate.metrics import audio_power_db
+
+    t = np.arange(16000) / 16000
+    wave = 0.3 * np.sin(2 * np.pi * 440 * t)  # in [-1, 1]
+    noisy = wave + np.random.default_rng(0).normal(0, 0.01, wave.shape)
+    features, decoded = (wave + 1) / 2, (noisy + 1) / 2
+    snr = 10 * np.log10(np.sum(wave**2) / np.sum((wave - noisy) ** 2))
+    assert metrics.psnr(features, decoded) + audio_power_db(features) == pytest.approx(snr, abs=1e-9)
+    assert audio_power_db(features) == pytest.approx(10 * np.log10(0.15**2 / 2), abs=1e-3)
+    pcm = np.round(wave * 32767).astype(np.int16)
+    assert audio_power_db(pcm) == pytest.approx(audio_power_db(features), abs=1e-3)

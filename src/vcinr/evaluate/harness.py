@@ -44,6 +44,7 @@ class EvalOutcome:
     plot_path: Path
     points: list[RDPoint]
     bd: dict[str, dict[str, Any]]
+    snr_offset: float | None = None  # audio: mean SNR − PSNR over the files (their power in dB)
 
 
 def _unpack_npz(path: Path, modality: str, folder: Path, limit: int | None) -> list[Path]:
@@ -133,6 +134,14 @@ def vcinr_points(model_dir: Path, files: list[Path], qualities: Sequence[str] | 
     return average_points(per_file)
 
 
+def _snr_offset(files: Sequence[Path]) -> float:
+    """Mean over ``files`` of their power in dB: the mean per-file SNR of any point is its PSNR plus this."""
+    from vcinr.evaluate.metrics import audio_power_db
+    from vcinr.modalities import read_signal
+
+    return float(np.mean([audio_power_db(read_signal(f, "audio").features.numpy()) for f in files]))
+
+
 def bd_table(points: Sequence[RDPoint], anchor: str) -> dict[str, dict[str, Any]]:
     """BD-rate (%) and BD-PSNR (dB) of every curve against ``anchor``."""
     curves = {c.label: c for c in curves_from_points(points)}
@@ -163,6 +172,7 @@ def run_eval(model_dir: str | Path, inputs: Sequence[str | Path], out_dir: str |
     with tempfile.TemporaryDirectory(prefix="vcinr-eval-") as tmp:
         files = collect_inputs(inputs, modality, Path(tmp), max_files)
         points = vcinr_points(model_dir, files, qualities, Path(tmp), progress, effort)
+        snr_offset = _snr_offset(files) if modality == "audio" else None
         baselines: list[RDPoint] = []
         skipped: dict[str, str] = {}
         if modality in DEFAULT_ANCHOR:
@@ -182,17 +192,20 @@ def run_eval(model_dir: str | Path, inputs: Sequence[str | Path], out_dir: str |
                         log_x=True)
     settings = {"model": str(model_dir), "model_fingerprint": loaded.fingerprint, "inputs": [str(i) for i in inputs],
                 "files": len(files), "anchor": anchor, "bd": bd, "reference": reference,
-                "qualities": list(qualities) if qualities else "all", "effort": effort}
+                "qualities": list(qualities) if qualities else "all", "effort": effort,
+                "snr_offset_db": snr_offset}
     json_path = out_dir / "rd.json"
     write_results(json_path, points, settings, skipped=skipped)
-    return EvalOutcome(json_path, plot_path, points, bd)
+    return EvalOutcome(json_path, plot_path, points, bd, snr_offset)
 
 
 def format_table(outcome: EvalOutcome) -> str:
     """A plain-text summary: every point, then BD figures against the anchor."""
-    lines = [f"{'codec':<16}{'setting':<20}{'rate':>10}  {'PSNR':>8}"]
+    snr = outcome.snr_offset
+    lines = [f"{'codec':<16}{'setting':<20}{'rate':>10}  {'PSNR':>8}" + (f"  {'SNR':>8}" if snr is not None else "")]
     for p in sorted(outcome.points, key=lambda p: (p.codec, p.rate or 0)):
-        lines.append(f"{p.codec:<16}{p.setting:<20}{p.rate:>10.4f}  {p.psnr:>8.2f}")
+        lines.append(f"{p.codec:<16}{p.setting:<20}{p.rate:>10.4f}  {p.psnr:>8.2f}"
+                     + (f"  {p.psnr + snr:>8.2f}" if snr is not None else ""))
     for label, row in outcome.bd.items():
         rate = "n/a" if row["bd_rate_percent"] is None else f"{row['bd_rate_percent']:+.1f}%"
         psnr = "n/a" if row["bd_psnr_db"] is None or math.isnan(row["bd_psnr_db"]) else f"{row['bd_psnr_db']:+.2f} dB"
