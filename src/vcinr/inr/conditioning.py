@@ -300,8 +300,10 @@ class GatedConditioning(Conditioning):
     within ±5 enough to encode an item — but the outer gradient on φ0 there is 10x that of any
     other parameter and a learned φ0 drifting around 0 on the scale of √eps is a suspect of the
     divergence at larger dim(φ).  ``phi0_scale = 1`` starts φ0 at unit scale, where the Jacobian
-    is about the identity; measured on CIFAR-10 (dim φ 256, outer lr 1e-3) the inner loop then
-    barely moves the latent and training stalls (docs/training.md, "Stability").  ``learn_phi0 =
+    is about the identity; with the paper's Meta-SGD step sizes (±5) the inner loop then barely
+    moves the latent and training stalls, while step sizes on the latent's scale (init 200)
+    trained fastest and without the decay in a first measurement (CIFAR-10, dim φ 256, outer
+    lr 1e-3; docs/training.md, "Stability").  ``learn_phi0 =
     False`` keeps φ0 fixed.  The factors start O(1), so ``U Vᵀ`` is centred on 0 and the gates on
     ½, where σ is steepest.  The SIREN's gated
     layers start twice as wide (:meth:`compensate_siren_init`) so that the gated weights
