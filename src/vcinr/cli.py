@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from vcinr import __version__
-from vcinr.codec.commands import add_commands as add_codec_commands
+from vcinr.codec.commands import add_commands as add_codec_commands, effort_steps
 from vcinr.scenes.commands import add_commands as add_scene_commands
 from vcinr.errors import VcinrError
 
@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-files", type=int, help="use at most this many files")
     p.add_argument("--reference", help="also draw the paper's published curve for this dataset (e.g. cifar10)")
     p.add_argument("--ms-ssim", action="store_true", help="also compute MS-SSIM of image codecs (slow on CPU)")
-    p.add_argument("--effort", type=int, metavar="STEPS",
+    p.add_argument("--effort", type=effort_steps, metavar="STEPS",
                    help="encoder effort of vcinr's learned levels, as for 'vcinr compress' (default: compress's)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_eval)

@@ -14,7 +14,7 @@ QUALITY_HELP = ("quality level: 1..K for the learned transform codecs, in order 
                 "codec file stem; default: the highest learned level")
 
 
-def _effort(text: str) -> int:
+def effort_steps(text: str) -> int:
     """``--effort``: a whole number of search steps, 0 to 10,000."""
     try:
         steps = int(text)
@@ -146,7 +146,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--quality", "-q", help=QUALITY_HELP)
     p.add_argument("-o", "--output", required=True, type=Path,
                    help="the .vci file to write (its folder must exist; checked before encoding)")
-    p.add_argument("--effort", type=_effort, metavar="STEPS",
+    p.add_argument("--effort", type=effort_steps, metavar="STEPS",
                    help="encoder effort: steps of rate-distortion search of the symbols of learned quality levels "
                         "(0: plain rounding; default: 30, see docs/codec.md); the decoder and the format do not "
                         "change")
