@@ -302,8 +302,9 @@ class GatedConditioning(Conditioning):
     divergence at larger dim(φ).  ``phi0_scale = 1`` starts φ0 at unit scale, where the Jacobian
     is about the identity; with the paper's Meta-SGD step sizes (±5) the inner loop then barely
     moves the latent and training stalls, while step sizes on the latent's scale (init 200)
-    trained fastest and without the decay for 3,000 steps (CIFAR-10, dim φ 256, outer lr 1e-3)
-    but collapsed at width 128 / depth 6 (docs/training.md, "Stability").  ``learn_phi0 =
+    trained fastest and without the decay for 3,000 steps (CIFAR-10, dim φ 256, outer lr 1e-3);
+    at width 128 / depth 6 it collapsed at outer lr 1e-3 but reached 28.7 dB on held-out Kodak
+    at 3e-4 (docs/training.md, "Stability").  ``learn_phi0 =
     False`` keeps φ0 fixed.  The factors start O(1), so ``U Vᵀ`` is centred on 0 and the gates on
     ½, where σ is steepest.  The SIREN's gated
     layers start twice as wide (:meth:`compensate_siren_init`) so that the gated weights
