@@ -158,7 +158,8 @@ def _model_targets(work: Path) -> list[Target]:
 def _checkpoint_target(work: Path) -> Target:
     from safetensors.torch import load_file
 
-    from vcinr.meta.model import WEIGHTS_FILE, load_state, save_state
+    from vcinr.meta.model import WEIGHTS_FILE
+    from vcinr.storage import load_state, save_state
 
     path = work / "checkpoint.safetensors"
     tensors = {f"model.{k}": v for k, v in load_file(MODEL / WEIGHTS_FILE).items()}

@@ -122,15 +122,15 @@ def test_ctrl_c_message_starts_on_its_own_line(vcinr_main, monkeypatch, capsys):
 
 
 def test_train_resume_step_is_read_from_the_checkpoint(tmp_path):
-    from vcinr.cli import _checkpoint_step
-    from vcinr.meta.model import save_state
     from vcinr.meta.training import CHECKPOINT_FILE
+    from vcinr.storage import save_state, state_step
 
-    assert _checkpoint_step(tmp_path) is None
-    save_state(tmp_path / CHECKPOINT_FILE, {"x": torch.zeros(1)}, {"step": 120, "elapsed": 1.0})
-    assert _checkpoint_step(tmp_path) == 120
-    (tmp_path / CHECKPOINT_FILE).write_bytes(b"damaged")
-    assert _checkpoint_step(tmp_path) is None  # train itself reports the damage
+    path = tmp_path / CHECKPOINT_FILE
+    assert state_step(path) is None
+    save_state(path, {"x": torch.zeros(1)}, {"step": 120, "elapsed": 1.0})
+    assert state_step(path) == 120
+    path.write_bytes(b"damaged")
+    assert state_step(path) is None  # train itself reports the damage
 
 
 def test_sizes_read_width_by_height():

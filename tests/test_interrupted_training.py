@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from vcinr.meta.model import load_model, load_state
+from vcinr.meta.model import load_model
+from vcinr.storage import load_state
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 STEPS = 60

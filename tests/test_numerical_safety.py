@@ -16,7 +16,8 @@ import torch
 from vcinr.cli import main
 from vcinr.errors import ModelError
 from vcinr.meta import training
-from vcinr.meta.model import load_model, load_state
+from vcinr.meta.model import load_model
+from vcinr.storage import load_state
 
 
 class _NanGradient(torch.autograd.Function):

@@ -20,7 +20,8 @@ from PIL import Image
 
 from vcinr.errors import ModelError
 from vcinr.meta import training
-from vcinr.meta.model import CONFIG_FILE, WEIGHTS_FILE, fingerprint_file, load_model
+from vcinr.meta.model import CONFIG_FILE, WEIGHTS_FILE, load_model
+from vcinr.storage import fingerprint_file
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "vcinr"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -221,7 +222,7 @@ def rewrite_state(path: Path, text: str) -> None:
     """Replace a checkpoint's scalars by ``text`` (raw JSON), keeping its tensors."""
     from safetensors.torch import load_file, save_file
 
-    from vcinr.meta.model import STATE_KEY
+    from vcinr.storage import STATE_KEY
 
     save_file(load_file(path), path, metadata={STATE_KEY: text})
 
@@ -243,7 +244,7 @@ def test_tampered_checkpoint_scalars_are_refused(edit, message, tiny_config, dat
     out = tmp_path / "run"
     training.train(config, out, progress=False)
     path = out / training.CHECKPOINT_FILE
-    from vcinr.meta.model import load_state
+    from vcinr.storage import load_state
 
     scalars = load_state(path)[1]
     edit(scalars)

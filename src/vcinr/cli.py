@@ -23,7 +23,8 @@ EXIT_USAGE = 2
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from vcinr.config import load_config
-    from vcinr.meta.training import divergence_warning, train
+    from vcinr.meta.training import CHECKPOINT_FILE, divergence_warning, train
+    from vcinr.storage import state_step
 
     overrides = {}
     if args.data is not None:
@@ -42,7 +43,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
         overrides[key] = yaml.safe_load(value)
     config = load_config(args.config, overrides)
-    resume_step = _checkpoint_step(args.out)
+    resume_step = state_step(args.out / CHECKPOINT_FILE)
     if resume_step is not None and os.environ.get("RANK", "0") == "0":
         print(f"resuming from step {resume_step} ({args.out})")
     result = train(config, args.out, progress=not args.quiet)
@@ -56,29 +57,6 @@ def _cmd_train(args: argparse.Namespace) -> None:
     warning = divergence_warning(args.out, result.final)
     if warning:
         print(f"vcinr train: warning: {warning}", file=sys.stderr)
-
-
-def _checkpoint_step(out: Path) -> int | None:
-    """The step a ``train --out`` checkpoint holds (read from its metadata only), ``None`` without one.
-
-    A damaged checkpoint also gives ``None``: ``train`` then reports it in its own words.
-    """
-    import json
-
-    from safetensors import SafetensorError, safe_open
-
-    from vcinr.meta.model import STATE_KEY
-    from vcinr.meta.training import CHECKPOINT_FILE
-
-    path = out / CHECKPOINT_FILE
-    if not path.is_file():
-        return None
-    try:
-        with safe_open(path, framework="pt") as f:
-            step = json.loads((f.metadata() or {})[STATE_KEY])["step"]
-    except (OSError, KeyError, TypeError, ValueError, SafetensorError):
-        return None
-    return step if isinstance(step, int) else None
 
 
 def _cmd_eval(args: argparse.Namespace) -> None:

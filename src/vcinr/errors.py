@@ -5,6 +5,12 @@ bitstream for another model) and is reported without a traceback; anything else 
 """
 
 
+def shown(value: object) -> str:
+    """``repr(value)`` cut to 40 characters: a hostile file's value must not make a message many lines long."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 class VcinrError(Exception):
     """Base class of every error that is reported to the user as one line."""
 

@@ -43,11 +43,12 @@ from vcinr.codec.search import SearchSettings, level_symbols
 from vcinr.codec.levels import QualityLevel, find_level_by_fingerprint, load_level
 from vcinr.errors import BitstreamError, InputError
 from vcinr.limits import MAX_VCI_BYTES, read_bounded
-from vcinr.meta.model import LoadedModel, atomic_write_bytes, load_model
+from vcinr.meta.model import LoadedModel, load_model
 from vcinr.modalities import get_modality, read_signal, write_signal
 from vcinr.patching import merge_target, patch_count, patch_mask, split_patches
 from vcinr.schema import DECODE_BATCH
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates, size_text
+from vcinr.storage import atomic_write_bytes
 
 BATCH = DECODE_BATCH  # patches per inner-loop / decoder batch; fixed so decoding is reproducible
 # With signal.MAX_POINTS, the limit that keeps a hostile .vci file from making the decoder

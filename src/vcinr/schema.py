@@ -26,7 +26,7 @@ import re
 from typing import Any
 
 from vcinr.config import Config, from_dict
-from vcinr.errors import ConfigError, ModelError
+from vcinr.errors import ConfigError, ModelError, shown
 from vcinr.signal import MAX_POINTS
 
 MAX_WIDTH = 8192
@@ -46,25 +46,20 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 def _int(value: Any, key: str, low: int, high: int) -> int:
     if type(value) is not int or not low <= value <= high:
-        raise ModelError(f"{key} must be an integer in {low}..{high}, got {_show(value)}")
+        raise ModelError(f"{key} must be an integer in {low}..{high}, got {shown(value)}")
     return value
 
 
 def _float(value: Any, key: str, low: float = -1e18, high: float = 1e18) -> float:
     if type(value) not in (int, float) or not low <= value <= high:  # also NaN
-        raise ModelError(f"{key} must be a number in [{low:g}, {high:g}], got {_show(value)}")
+        raise ModelError(f"{key} must be a number in [{low:g}, {high:g}], got {shown(value)}")
     return float(value)
-
-
-def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def fingerprint(value: Any, key: str) -> str:
     """A lower-case hex SHA-256, as vcinr writes them."""
     if not isinstance(value, str) or not _SHA256.fullmatch(value):
-        raise ModelError(f"{key} must be a hex SHA-256, got {_show(value)}")
+        raise ModelError(f"{key} must be a hex SHA-256, got {shown(value)}")
     return value
 
 
@@ -72,7 +67,7 @@ def _observation(value: Any, key: str) -> dict[str, Any] | None:
     if value is None:
         return None
     if not isinstance(value, dict) or value.get("kind") != "volume":
-        raise ModelError(f"{key} must be null or a volume-rendering setting, got {_show(value)}")
+        raise ModelError(f"{key} must be null or a volume-rendering setting, got {shown(value)}")
     known = {"kind", "samples", "near", "far", "view_dirs", "background", "density_shift"}
     if set(value) - known:
         raise ModelError(f"{key} has unknown settings {sorted(set(value) - known)}")
@@ -97,9 +92,9 @@ def check_item(item: Any, where: str) -> dict[str, Any]:
         raise ModelError(f"{where}: item must have the fields {sorted(known)}")
     if not isinstance(item["modality"], str) or item["modality"] not in MODALITIES:
         raise ModelError(f"{where}: item.modality must be one of {', '.join(MODALITIES)}, "
-                         f"got {_show(item['modality'])}")
+                         f"got {shown(item['modality'])}")
     if item["loss"] not in ("mse", "bce"):
-        raise ModelError(f"{where}: item.loss must be mse or bce, got {_show(item['loss'])}")
+        raise ModelError(f"{where}: item.loss must be mse or bce, got {shown(item['loss'])}")
     _int(item["in_dim"], f"{where}: item.in_dim", 1, MAX_RANK_GRID)
     _int(item["out_dim"], f"{where}: item.out_dim", 1, MAX_CHANNELS)
     shape = item["item_shape"]
@@ -151,7 +146,7 @@ def check_level_json(info: Any, where: str) -> dict[str, Any]:
     if not isinstance(info, dict):
         raise ModelError(f"{where}: not a JSON object")
     if info.get("kind") not in ("learned", "uniform"):
-        raise ModelError(f"{where}: kind must be learned or uniform, got {_show(info.get('kind'))}")
+        raise ModelError(f"{where}: kind must be learned or uniform, got {shown(info.get('kind'))}")
     fingerprint(info.get("model_fingerprint"), f"{where}: model_fingerprint")
     fingerprint(info.get("weights_fingerprint"), f"{where}: weights_fingerprint")
     _int(info.get("latent_dim"), f"{where}: latent_dim", 1, MAX_LATENT)
@@ -170,42 +165,5 @@ def check_level_json(info: Any, where: str) -> dict[str, Any]:
     return info
 
 
-MAX_STEPS = 10**9  # outer steps: far beyond any run (the paper's longest are ~10^6)
-MAX_SECONDS = 1e9  # recorded training time (30 years)
-
-
-def check_checkpoint_scalars(scalars: Any) -> dict[str, Any]:
-    """A checkpoint's scalars (``save_state``), checked like a config; ``ValueError`` when damaged.
-
-    ``ValueError`` because the checkpoint readers already report it as "damaged or from
-    another vcinr version; delete it to start over", naming the file.  A tampered step of
-    -1 or 10^15, a NaN learning rate or elapsed time used to be tracebacks or a run that
-    "trained" 10^15 steps.
-    """
-    if not isinstance(scalars, dict):
-        raise ValueError("checkpoint state is not a JSON object")
-    if "step" in scalars and (type(scalars["step"]) is not int or not 0 <= scalars["step"] <= MAX_STEPS):
-        raise ValueError(f"checkpoint step must be an integer in 0..{MAX_STEPS}, got {_show(scalars['step'])}")
-    for key in ("elapsed", "cpu"):
-        value = scalars.get(key, 0.0)
-        if type(value) not in (int, float) or not 0.0 <= value <= MAX_SECONDS:
-            raise ValueError(f"checkpoint {key} must be seconds in [0, {MAX_SECONDS:g}], got {_show(value)}")
-    initial = scalars.get("initial", {})
-    if not isinstance(initial, dict) or not all(type(v) in (int, float) for v in initial.values()):
-        raise ValueError("checkpoint initial metrics must be an object of numbers")
-    groups = scalars.get("param_groups", [])
-    if not isinstance(groups, list) or not all(isinstance(g, dict) for g in groups):
-        raise ValueError("checkpoint param_groups must be a list of objects")
-    for group in groups:
-        for key, value in group.items():
-            values = value if isinstance(value, list) else [value]
-            if not all(v is None or type(v) in (bool, str) or (type(v) in (int, float) and abs(v) <= 1e18)
-                       for v in values):
-                raise ValueError(f"checkpoint optimiser setting {key} must be finite, got {_show(value)}")
-        if "lr" in group and not (type(group["lr"]) in (int, float) and 0.0 <= group["lr"] <= 1e6):
-            raise ValueError(f"checkpoint learning rate must be in [0, 1e6], got {_show(group['lr'])}")
-    return scalars
-
-
-__all__ = ["DECODE_BATCH", "MAX_DECODE_BYTES", "check_checkpoint_scalars", "check_item", "check_level_json",
+__all__ = ["DECODE_BATCH", "MAX_DECODE_BYTES", "check_item", "check_level_json",
            "check_model_config", "fingerprint"]

@@ -46,7 +46,8 @@ from vcinr.codec.levels import (
 )
 from vcinr.errors import ConfigError, InputError
 from vcinr.meta.metasgd import MetaINR
-from vcinr.meta.model import LoadedModel, atomic_save_tensors, atomic_write_bytes, load_model, load_state, save_state
+from vcinr.meta.model import LoadedModel, load_model
+from vcinr.storage import atomic_save_tensors, atomic_write_bytes, load_state, save_state
 
 if TYPE_CHECKING:
     from vcinr.data import ItemSet

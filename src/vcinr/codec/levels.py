@@ -35,8 +35,9 @@ from safetensors.torch import load_file
 from vcinr.codec.codecs import LatentCodec, LearnedCodec, UniformCodec
 from vcinr.errors import ConfigError, ModelError
 from vcinr.limits import read_json
-from vcinr.meta.model import LoadedModel, atomic_save_tensors, atomic_write_bytes, fingerprint_file
+from vcinr.meta.model import LoadedModel
 from vcinr.schema import check_level_json
+from vcinr.storage import atomic_save_tensors, atomic_write_bytes, fingerprint_file
 
 CODEC_DIR = "codecs"
 CODEC_FORMAT = 1

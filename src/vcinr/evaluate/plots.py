@@ -23,7 +23,7 @@ import numpy as np
 from vcinr.errors import ConfigError, InputError
 from vcinr.evaluate import metrics
 from vcinr.evaluate.results import RDPoint
-from vcinr.modalities.common import atomic_path
+from vcinr.modalities.common import writing
 
 KINDS = ("codec", "vcinr", "published")
 _STYLE = {
@@ -85,7 +85,7 @@ def _save(fig, out_png: str | Path, dpi: int) -> Path:
     path = Path(out_png)
     if path.suffix.lower() != ".png":
         raise InputError(f"{path}: figures are written as .png")
-    with atomic_path(path) as tmp:
+    with writing(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png")
     return path
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from vcinr.errors import InputError
-from vcinr.modalities.common import atomic_path
+from vcinr.modalities.common import writing
 
 RESULTS_FORMAT = "vcinr-rd-results"
 RESULTS_VERSION = 1
@@ -144,7 +144,7 @@ def write_results(
     }
     path = Path(json_path)
     text = json.dumps(document, indent=2, allow_nan=False) + "\n"
-    with atomic_path(path) as tmp:
+    with writing(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return path
 

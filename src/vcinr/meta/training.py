@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file
 from tqdm import tqdm
 
 from vcinr.config import Config, TrainConfig
@@ -46,20 +45,12 @@ from vcinr.data import ItemSet, load_items
 from vcinr.errors import ConfigError, Interrupted, ModelError
 from vcinr.meta.distributed import DistContext, distributed_context, world_size
 from vcinr.meta.metasgd import MetaINR
-from vcinr.meta.model import (
-    WEIGHTS_FILE,
-    ItemSpec,
-    atomic_write_bytes,
-    build_model,
-    fingerprint_file,
-    load_state,
-    save_model,
-    save_state,
-)
+from vcinr.meta.model import WEIGHTS_FILE, ItemSpec, build_model, save_model
 from vcinr.meta.performance import (compile_requested, keep_freed_memory, meta_backward, meta_loss_function,
                                     step_workers)
 from vcinr.meta.quality import SignalQuality, psnr_from_mse
 from vcinr.modalities import get_modality
+from vcinr.storage import atomic_write_bytes, fingerprint_file, load_state, save_state
 
 CHECKPOINT_FILE, METRICS_FILE = "checkpoint.safetensors", "metrics.jsonl"
 MAX_BAD_STEPS = 10  # consecutive non-finite steps before a run is declared diverged
@@ -173,7 +164,7 @@ class TrainResult:
 class _Checkpoint:
     """Model, optimiser and sampler RNG as tensors, step and scalars as JSON metadata, in one file.
 
-    One safetensors file written atomically (:func:`vcinr.meta.model.save_state`): a SIGKILL
+    One safetensors file written atomically (:func:`vcinr.storage.save_state`): a SIGKILL
     at any moment leaves the previous checkpoint or the new one, never a mixed pair.
     Nothing is pickled.
     """

@@ -18,7 +18,6 @@ import torch
 from vcinr.errors import InputError
 from vcinr.modalities.base import Modality
 from vcinr.modalities.common import (
-    atomic_path,
     check_suffix,
     load_npy,
     meta_dtype,
@@ -26,6 +25,7 @@ from vcinr.modalities.common import (
     minmax_normalise,
     minmax_restore,
     reading,
+    writing,
 )
 from vcinr.signal import Signal, grid_coordinates
 
@@ -60,7 +60,7 @@ def write_array(signal: Signal, path: Path) -> None:
     features = signal.features[..., 0].detach().cpu().numpy()
     values = minmax_restore(features, meta_number(meta, "min", 0.0), meta_number(meta, "max", 1.0),
                             meta_dtype(meta, "dtype", "<f4"))
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+    with writing(path) as tmp, open(tmp, "wb") as handle:
         np.save(handle, values)
 
 

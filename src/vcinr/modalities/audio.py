@@ -22,7 +22,7 @@ import torch
 
 from vcinr.errors import InputError
 from vcinr.modalities.base import Modality
-from vcinr.modalities.common import atomic_path, check_suffix, reading
+from vcinr.modalities.common import check_suffix, reading, writing
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
 COORD_RANGE = (-5.0, 5.0)
@@ -85,7 +85,7 @@ def write_audio(signal: Signal, path: Path) -> None:
         samples = (codes << (32 - bits)).astype(np.int32)
     else:
         samples = features * 2.0 - 1.0
-    with atomic_path(path) as tmp:
+    with writing(path) as tmp:
         sf.write(tmp, samples, rate, subtype=subtype, format=fmt)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import secrets
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,8 +18,9 @@ from typing import IO
 import numpy as np
 from PIL import Image
 
-from vcinr.errors import InputError, VcinrError
+from vcinr.errors import InputError, VcinrError, shown
 from vcinr.limits import MAX_ARRAY_BYTES, MAX_INPUT_BYTES, check_input_path, open_regular
+from vcinr.storage import atomic_path
 
 
 def one_line(text: object) -> str:
@@ -58,29 +58,22 @@ def reading(path: Path, what: str) -> Iterator[None]:
 
 
 @contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to ``path`` (same suffix, so libraries pick the same format).
+def writing(path: Path, *, directory: bool = False) -> Iterator[Path]:
+    """:func:`vcinr.storage.atomic_path` for the modality writers: a temporary path that replaces ``path``.
 
-    The temporary file replaces ``path`` only when the ``with`` block succeeds; on any error it
-    is removed, so a failed write never leaves a partial or clobbered file behind.  Library
-    errors while writing are reported as one-line :class:`InputError`.
+    A missing folder and any library error while writing (a failed encoder, a full disk)
+    become a one-line :class:`InputError` naming ``path``, not the temporary file.
     """
     path = Path(path)
     if not path.parent.is_dir():
         raise InputError(f"{path}: the folder {path.parent} does not exist")
-    tmp = path.with_name(f".{path.stem}.{secrets.token_hex(4)}.tmp{path.suffix}")
     try:
-        yield tmp
-        os.replace(tmp, path)
+        with atomic_path(path, directory=directory) as tmp:
+            yield tmp
     except VcinrError:
-        tmp.unlink(missing_ok=True)
         raise
     except Exception as exc:  # noqa: BLE001 - a failed encoder or full disk is reported, not raised raw
-        tmp.unlink(missing_ok=True)
         raise InputError(f"{path}: cannot write ({one_line(exc) or type(exc).__name__})") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def check_suffix(path: Path, suffixes: tuple[str, ...], what: str) -> None:
@@ -142,7 +135,7 @@ def meta_number(meta: dict, key: str, default: float | None = None) -> float:
     """``meta[key]`` as a finite float (``default`` when absent)."""
     value = meta.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not abs(value) <= MAX_META_NUMBER:
-        raise InputError(f"signal meta '{key}' must be a finite number, got {_short(value)}")
+        raise InputError(f"signal meta '{key}' must be a finite number, got {shown(value)}")
     return float(value)
 
 
@@ -150,7 +143,7 @@ def meta_int(meta: dict, key: str, low: int, high: int) -> int:
     """``meta[key]`` as an integer in ``low..high`` (e.g. the range of the dtype it is stored as)."""
     value = meta.get(key)
     if type(value) is not int or not low <= value <= high:
-        raise InputError(f"signal meta '{key}' must be an integer in {low}..{high}, got {_short(value)}")
+        raise InputError(f"signal meta '{key}' must be an integer in {low}..{high}, got {shown(value)}")
     return value
 
 
@@ -162,14 +155,14 @@ def meta_dtype(meta: dict, key: str, default: str) -> np.dtype:
     except TypeError:
         dtype = None
     if dtype is None or dtype.kind not in "biuf" or dtype.fields is not None:
-        raise InputError(f"signal meta '{key}' must name a numeric dtype such as '<f4', got {_short(value)}")
+        raise InputError(f"signal meta '{key}' must name a numeric dtype such as '<f4', got {shown(value)}")
     return dtype
 
 
 def meta_bool(meta: dict, key: str, default: bool) -> bool:
     value = meta.get(key, default)
     if type(value) is not bool:
-        raise InputError(f"signal meta '{key}' must be true or false, got {_short(value)}")
+        raise InputError(f"signal meta '{key}' must be true or false, got {shown(value)}")
     return value
 
 
@@ -183,11 +176,6 @@ def meta_numbers(meta: dict, key: str) -> np.ndarray | None:
                        for v in value)):
         raise InputError(f"signal meta '{key}' must be a list of finite numbers")
     return np.asarray(value, dtype=np.float64)
-
-
-def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
 
 
 _CHUNK = 1 << 20  # elements converted at a time by to_uint8

@@ -20,7 +20,7 @@ from PIL import Image
 
 from vcinr.errors import InputError
 from vcinr.modalities.base import Modality
-from vcinr.modalities.common import atomic_path, check_suffix, reading, to_uint8
+from vcinr.modalities.common import check_suffix, reading, to_uint8, writing
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
 _TO_GRAY = ("L", "1", "LA")
@@ -69,7 +69,7 @@ def write_image(signal: Signal, path: Path) -> None:
         )
     pixels = to_uint8(signal.features.detach().cpu().numpy())
     img = Image.fromarray(pixels[..., 0] if signal.out_dim == 1 else pixels, "L" if signal.out_dim == 1 else "RGB")
-    with atomic_path(path) as tmp:
+    with writing(path) as tmp:
         img.save(tmp, format=Image.registered_extensions()[path.suffix.lower()])
 
 

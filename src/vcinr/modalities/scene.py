@@ -21,9 +21,6 @@ the writer can restore the folder.
 from __future__ import annotations
 
 import math
-import os
-import secrets
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +30,7 @@ from PIL import Image
 from vcinr.errors import InputError
 from vcinr.limits import MAX_JSON_BYTES, read_bounded
 from vcinr.modalities.base import Modality
-from vcinr.modalities.common import one_line, reading, to_uint8
+from vcinr.modalities.common import one_line, reading, to_uint8, writing
 from vcinr.signal import MAX_POINTS, Signal
 
 INTRINSICS = "intrinsics.txt"
@@ -184,12 +181,9 @@ def write_scene(signal: Signal, path: Path) -> None:
     del coords
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise InputError(f"{path}: already exists; choose a new folder for the scene")
-    if not path.parent.is_dir():
-        raise InputError(f"{path}: the folder {path.parent} does not exist")
     meta = signal.meta
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    try:
-        (tmp / "rgb").mkdir(parents=True)
+    with writing(path, directory=True) as tmp:  # replaces an empty folder, never a full one
+        (tmp / "rgb").mkdir()
         (tmp / "pose").mkdir()
         (tmp / INTRINSICS).write_text(f"{float(meta['focal'])!r} {float(meta['cx'])!r} {float(meta['cy'])!r} 0.\n"
                                       f"0. 0. 0.\n1.\n{int(meta['height'])} {int(meta['width'])}\n")
@@ -198,13 +192,6 @@ def write_scene(signal: Signal, path: Path) -> None:
             Image.fromarray(image, "RGB").save(tmp / "rgb" / f"{index:06d}.png")
             rows = pose.reshape(4, 4)
             (tmp / "pose" / f"{index:06d}.txt").write_text("\n".join(_format(r) for r in rows) + "\n")
-        if path.exists():
-            path.rmdir()
-        os.replace(tmp, path)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write ({one_line(exc)})") from None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 class SceneModality(Modality):

@@ -32,7 +32,6 @@ import torch
 from vcinr.errors import InputError
 from vcinr.modalities.base import Modality
 from vcinr.modalities.common import (
-    atomic_path,
     check_suffix,
     load_npz,
     meta_bool,
@@ -43,6 +42,7 @@ from vcinr.modalities.common import (
     minmax_normalise,
     minmax_restore,
     reading,
+    writing,
 )
 from vcinr.signal import Signal
 
@@ -180,7 +180,7 @@ def write_sphere(signal: Signal, path: Path) -> None:
         data = minmax_restore(field, meta_number(meta, "min"), meta_number(meta, "max"),
                               meta_dtype(meta, "dtype", "<f4"))
         arrays["data"] = data if meta_bool(meta, "stacked", True) else data[0]
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+    with writing(path) as tmp, open(tmp, "wb") as handle:
         np.savez(handle, **arrays)
 
 

@@ -19,7 +19,7 @@ from PIL import Image
 
 from vcinr.errors import InputError
 from vcinr.modalities.base import Modality
-from vcinr.modalities.common import atomic_path, check_suffix, meta_number, reading, to_uint8
+from vcinr.modalities.common import check_suffix, meta_number, reading, to_uint8, writing
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
 SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".gif", ".mpg", ".mpeg")
@@ -106,7 +106,7 @@ def write_video(signal: Signal, path: Path) -> None:
     rate = Fraction(fps).limit_denominator(65535)
     import av  # imported here, as in the reader
 
-    with atomic_path(path) as tmp, av.open(str(tmp), mode="w") as container:
+    with writing(path) as tmp, av.open(str(tmp), mode="w") as container:
         stream = container.add_stream(encoder["codec"], rate=rate, options=encoder["options"])
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         for image in pixels:

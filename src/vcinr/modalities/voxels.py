@@ -26,7 +26,7 @@ import torch
 from vcinr.errors import InputError
 from vcinr.limits import MAX_INPUT_BYTES, read_bounded
 from vcinr.modalities.base import Modality
-from vcinr.modalities.common import atomic_path, check_suffix, load_npy, load_npz, reading
+from vcinr.modalities.common import check_suffix, load_npy, load_npz, reading, writing
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
 _NPZ_KEYS = ("voxels", "occupancy")
@@ -159,7 +159,7 @@ def write_voxels(signal: Signal, path: Path) -> None:
         raise InputError(f"a voxel grid needs features of shape (D, H, W, 1), got {tuple(signal.features.shape)}")
     occupancy = (signal.features[..., 0] >= 0.5).cpu().numpy().astype(np.uint8)
     suffix = path.suffix.lower()
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+    with writing(path) as tmp, open(tmp, "wb") as handle:
         if suffix == ".binvox":
             translate, scale = signal.meta.get("translate", [0.0] * 3), signal.meta.get("scale", 1.0)
             handle.write(_binvox_bytes(occupancy, translate, scale))

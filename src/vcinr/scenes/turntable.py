@@ -19,7 +19,7 @@ from PIL import Image
 from vcinr.errors import BitstreamError, InputError
 from vcinr.limits import MAX_VCI_BYTES, read_bounded
 from vcinr.meta.model import load_model
-from vcinr.modalities.common import atomic_path, to_uint8
+from vcinr.modalities.common import to_uint8, writing
 from vcinr.modalities.scene import camera_rays, look_at
 from vcinr.pipeline import decode_latents, single_thread
 
@@ -71,7 +71,7 @@ def render_turntable(vci: str | Path, model_dir: str | Path, output: str | Path,
     with torch.no_grad(), single_thread():
         views = loaded.model.decode(rays.reshape(1, -1, 6), phi_hat).clamp(0, 1)
     images = [Image.fromarray(v, "RGB") for v in to_uint8(views.reshape(frames, height, width, 3).numpy())]
-    with atomic_path(output) as tmp:
+    with writing(output) as tmp:
         if suffix == ".gif":
             images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=120, loop=0)
         else:
