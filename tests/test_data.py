@@ -252,6 +252,13 @@ def test_array_directory_and_single_file(tmp_path: Path) -> None:
         (dict(kind="images", path="x", max_items=0), "max_items must be an integer >= 1"),
         (dict(kind="images", path="x", test_fraction=1.5), "test_fraction must be in"),
         (dict(kind="images", path="x", options={"random_crops_per_image": 4}), "needs data.patch"),
+        # counts and per-item sizes the loader would allocate before reading a file (issue 14)
+        (dict(kind="voxels", path="x", options={"scale_augment": 10**12}), "scale_augment must be at most"),
+        (dict(kind="voxels", path="x", options={"resolution": 1000}), "resolution must give at most"),
+        (dict(kind="video", path="x", options={"size": [100000, 100000]}), "size must give at most"),
+        (dict(kind="scenes", path="x", options={"size": 100000}), "size must give at most"),
+        (dict(kind="images", path="x", patch=[32, 32], options={"random_crops_per_image": 10**6}),
+         "are more than 33554432 points per image"),
     ],
 )
 def test_config_validation(section: dict, message: str) -> None:

@@ -2,7 +2,8 @@
 
 Issue 14: a 424 KB FLAC of silence decoded to 5.1 GB before the sample limit applied, a 4 MB
 zip-bomb ``.npz`` was killed at 8 GB, a symlink loop was a traceback and a FIFO blocked
-``compress`` forever.  Every case here must end in a one-line :class:`InputError` quickly.
+``compress`` forever; the training-set loaders (:mod:`vcinr.data`) read CIFAR-10 files whole
+and trusted array headers.  Every case here must end in a one-line :class:`InputError` quickly.
 """
 
 import os
@@ -16,8 +17,9 @@ import pytest
 import soundfile as sf
 import torch
 
+from vcinr.data import DataConfig, load_items
 from vcinr.errors import InputError
-from vcinr.modalities import common, read_signal, video, write_signal
+from vcinr.modalities import common, read_signal, scene, video, write_signal
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
 
@@ -82,3 +84,47 @@ def test_symlink_loops_and_fifos_are_refused_without_blocking(tmp_path):
     refused(tmp_path / "loop.png", None, "Too many levels of symbolic links")
     os.mkfifo(tmp_path / "pipe.npy")  # opening it for reading would block until a writer comes
     refused(tmp_path / "pipe.npy", None, "not a regular file")
+
+
+# --- training-set loaders (vcinr.data) ----------------------------------------------------------
+
+
+def refused_by_loader(message: str, **section) -> None:
+    started = time.perf_counter()
+    with pytest.raises(InputError, match=message) as info:
+        load_items(DataConfig(test_fraction=0.0, **section), "train")
+    assert "\n" not in str(info.value)
+    assert time.perf_counter() - started < 10.0
+
+
+def test_a_sparse_cifar_batch_is_refused_without_reading_it(tmp_path):
+    with open(tmp_path / "data_batch_1.bin", "wb") as f:
+        f.truncate(12 << 30)  # np.fromfile allocated all 12 GB
+    refused_by_loader("larger than any CIFAR-10 binary batch vcinr reads", kind="cifar10", path=str(tmp_path))
+
+
+def test_a_zip_bomb_cifar_npz_is_refused_before_inflating(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "MAX_ARRAY_BYTES", 1 << 20)
+    np.savez_compressed(tmp_path / "train.npz", images=np.zeros((342, 32, 32, 3), dtype=np.uint8))
+    refused_by_loader("uncompressed, more than vcinr reads", kind="cifar10", path=str(tmp_path))
+
+
+def test_an_array_of_empty_items_is_refused_before_listing_them(tmp_path):
+    (tmp_path / "rows.npy").write_bytes(npy_claiming((10**12, 0), b""))  # 10^12 units from a 128-byte file
+    refused_by_loader("its items are empty", kind="array", path=str(tmp_path / "rows.npy"))
+
+
+def test_a_mesh_declaring_too_many_rows_is_refused(tmp_path):
+    (tmp_path / "mesh.ply").write_text("ply\nformat ascii 1.0\nelement vertex 99999999999\nproperty float x\n"
+                                       "end_header\n0\n")
+    refused_by_loader("rows is more than vcinr reads", kind="voxels", path=str(tmp_path / "mesh.ply"))
+
+
+def test_a_scene_of_too_many_pixels_is_refused_view_by_view(tmp_path, monkeypatch):
+    poses = np.stack([scene.look_at(np.array([2.0, 0.5, 0.3 * i]), np.array([0.0, 0.0, 1.0])) for i in range(2)])
+    meta = {"focal": 10.0, "cx": 4.0, "cy": 4.0, "height": 8, "width": 8, "poses": poses.reshape(2, 16).tolist()}
+    write_signal(Signal(torch.rand(2, 8, 8, 3), scene.camera_rays(poses, 10.0, 4.0, 4.0, 8, 8), "scene", meta),
+                 tmp_path / "scene")
+    assert read_signal(tmp_path / "scene", "scene").grid_shape == (2, 8, 8)
+    monkeypatch.setattr(scene, "MAX_POINTS", 2 * 8 * 8 - 1)
+    refused(tmp_path / "scene", "scene", "pixels in its views, more than vcinr reads")

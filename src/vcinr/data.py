@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -34,17 +35,18 @@ import torch
 from tqdm import tqdm
 
 from vcinr.errors import ConfigError, InputError
+from vcinr.limits import MAX_ARRAY_BYTES, read_bounded
 from vcinr.modalities import MODALITIES, get_modality
 from vcinr.modalities.array import array_signal, read_array
 from vcinr.modalities.audio import read_audio
-from vcinr.modalities.common import reading
+from vcinr.modalities.common import load_npz, reading
 from vcinr.modalities.image import read_image
 from vcinr.modalities.scene import is_scene_dir, read_scene
 from vcinr.modalities.sphere import SphereFields, load_sphere, sphere_coords
 from vcinr.modalities.video import read_video
 from vcinr.modalities.voxels import read_voxels, rescale_occupancy, voxelize_mesh
 from vcinr.patching import patch_mask, split_patches
-from vcinr.signal import grid_coordinates
+from vcinr.signal import MAX_POINTS, grid_coordinates
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,8 @@ OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
                "near": 0.8, "far": 1.8, "view_dirs": False},
 }
 _MESH_RESOLUTION = 32  # voxels.resolution for PLY meshes when not given
+_COUNTS = ("random_crops_per_image", "scale_augment", "frames", "clips_per_video", "rays_per_item", "samples",
+           "resolution", "views", "query_views")
 
 
 @dataclass
@@ -163,8 +167,12 @@ class DataConfig:
             raise ConfigError(f"unknown data.options {', '.join(unknown)} for kind {self.kind} (known: {names})")
         self.options = {**known, **self.options}
         _check_options(self.kind, self.options)
-        if self.options.get("random_crops_per_image") and self.patch is None:
+        crops = self.options.get("random_crops_per_image")
+        if crops and self.patch is None:
             raise ConfigError("data.options.random_crops_per_image needs data.patch (the crop size)")
+        if crops and crops * math.prod(self.patch) > MAX_POINTS:  # one image's crops are one allocation
+            raise ConfigError(f"data.options.random_crops_per_image: {crops} crops of {self.patch} are more than "
+                              f"{MAX_POINTS} points per image")
         if self.mix is not None:
             self.mix = [_mixed_source(i, source) for i, source in enumerate(self.mix)]
 
@@ -194,7 +202,12 @@ def _integer(name: str, value: Any, minimum: int) -> int:
 
 
 def _check_options(kind: str, options: dict[str, Any]) -> None:
-    """Type/range checks of the kind-specific options (they arrive untyped from YAML)."""
+    """Type/range checks of the kind-specific options (they arrive untyped from YAML).
+
+    Counts are capped at ``MAX_POINTS`` and so are the points one item implies (a voxel grid,
+    a view, the crops of one image), because the loader allocates them before any file is
+    read: ``scale_augment: 1e12`` used to build a list of 10^12 units.
+    """
     for name in ("random_crops_per_image", "scale_augment"):
         if name in options:
             _integer(f"data.options.{name}", options[name], minimum=0)
@@ -206,6 +219,12 @@ def _check_options(kind: str, options: dict[str, Any]) -> None:
             _integer(f"data.options.{name}", options[name], minimum=1)
     if "query_views" in options:
         _integer("data.options.query_views", options["query_views"], minimum=0)
+    for name in _COUNTS:
+        if isinstance(options.get(name), int) and options[name] > MAX_POINTS:
+            raise ConfigError(f"data.options.{name} must be at most {MAX_POINTS}, got {options[name]}")
+    if options.get("resolution") is not None and options["resolution"] ** 3 > MAX_POINTS:
+        raise ConfigError(f"data.options.resolution must give at most {MAX_POINTS} voxels, got "
+                          f"{options['resolution']}^3")
     if "near" in options:
         for name in ("near", "far"):
             value = options[name]
@@ -229,6 +248,8 @@ def _check_options(kind: str, options: dict[str, Any]) -> None:
             raise ConfigError(f"data.options.size must be an integer or [H, W], got {size!r}")
         for s in sizes:
             _integer("data.options.size", s, minimum=1)
+        if sizes[0] * sizes[-1] > MAX_POINTS:  # an int size means size x size
+            raise ConfigError(f"data.options.size must give at most {MAX_POINTS} pixels per frame, got {size!r}")
 
 
 # --- per-kind sources ------------------------------------------------------------------------
@@ -300,14 +321,15 @@ def _cifar_units(cfg: DataConfig, root: Path, split: str) -> list[Path]:
 
 def _cifar_load(cfg: DataConfig, unit: Path, split: str, rng: np.random.Generator) -> _Batch:
     if unit.suffix == ".npz":
-        with reading(unit, "CIFAR-10 npz"), np.load(unit, allow_pickle=False) as archive:
-            if "images" not in archive.files:
-                raise InputError(f"{unit}: no 'images' array")
-            images = archive["images"]
+        with reading(unit, "CIFAR-10 npz"):
+            arrays = load_npz(unit)  # sizes checked before anything is inflated
+        if "images" not in arrays:
+            raise InputError(f"{unit}: no 'images' array")
+        images = arrays["images"]
         if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
             raise InputError(f"{unit}: 'images' must be uint8 (N, 32, 32, 3), got {images.dtype} {images.shape}")
         return _pixels(images)
-    raw = np.fromfile(unit, dtype=np.uint8)
+    raw = np.frombuffer(read_bounded(unit, MAX_ARRAY_BYTES, "CIFAR-10 binary batch", InputError), dtype=np.uint8)
     if raw.size == 0 or raw.size % 3073:
         raise InputError(f"{unit}: not a CIFAR-10 binary batch (size is not a multiple of 3073 bytes)")
     # each record: 1 label byte, then 3072 bytes of channel-major 32x32 RGB
@@ -424,6 +446,8 @@ def _array_file(path: Path) -> np.ndarray:
         values = np.load(path, mmap_mode="r", allow_pickle=False)
     if values.ndim < 2:
         raise InputError(f"{path}: a single array file needs a leading item axis, got shape {values.shape}")
+    if 0 in values.shape[1:]:  # else the file's own bytes bound the rows, which become one unit each
+        raise InputError(f"{path}: its items are empty (shape {values.shape})")
     return values
 
 

@@ -132,12 +132,15 @@ def read_scene(path: Path, views: int | None = None, size: int | None = None) ->
         images = images[:views]
     if not images:
         raise InputError(f"{path}: no views in rgb/")
-    pixels, poses = [], []
+    pixels, poses, points = [], [], 0
     for image in images:
         pose_file = path / "pose" / f"{image.stem}.txt"
         if not pose_file.is_file():
             raise InputError(f"{path}: view {image.name} has no pose/{pose_file.name}")
         pixels.append(_read_view(image, size))
+        points += pixels[-1].shape[0] * pixels[-1].shape[1]
+        if points > MAX_POINTS:  # a scene is one signal, its views all held at once
+            raise InputError(f"{path}: more than {MAX_POINTS} pixels in its views, more than vcinr reads")
         poses.append(read_pose(pose_file))
     shapes = {p.shape for p in pixels}
     if len(shapes) != 1:

@@ -173,7 +173,11 @@ def write_voxels(signal: Signal, path: Path) -> None:
 
 
 def read_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Vertices ``(V, 3)`` and triangles ``(F, 3)`` of an ASCII PLY (polygons fan-triangulated)."""
+    """Vertices ``(V, 3)`` and triangles ``(F, 3)`` of an ASCII PLY (polygons fan-triangulated).
+
+    Element counts are capped at ``MAX_POINTS`` and only the lines they declare are split, so
+    the Python objects parsed are bounded by the header, not by a file of millions of lines.
+    """
     path = Path(path)
     with reading(path, "PLY mesh"):
         text = path.read_text(encoding="ascii", errors="replace")
@@ -188,9 +192,12 @@ def read_ply(path: Path) -> tuple[np.ndarray, np.ndarray]:
             words = line.split()
             if words[:1] == ["element"]:
                 elements.append((words[1], int(words[2]), []))
+                if not 0 <= elements[-1][1] <= MAX_POINTS:
+                    raise InputError(f"{path}: a PLY '{words[1]}' element of {words[2]} rows is more than vcinr reads")
             elif words[:1] == ["property"] and elements:
                 elements[-1][2].append(words[-1])
-        rows = body.splitlines()[1:]
+        needed = sum(count for _, count, _ in elements)
+        rows = body.split("\n", needed + 1)[1 : needed + 1]
         vertices = faces = None
         start = 0
         for name, count, props in elements:
