@@ -34,6 +34,7 @@ import argparse
 import json
 import random
 import shutil
+import signal
 import sys
 import time
 from collections import Counter
@@ -241,12 +242,30 @@ def build_targets(work: Path) -> list[Target]:
     return [*_model_targets(work), _checkpoint_target(work), *_input_targets(work)]
 
 
-def run(targets: list[Target], cases: int, seed: int, work: Path, case_timeout: float) -> Counter:
-    """``cases`` cases spread over ``targets``; returns outcome counts (``failed`` among them)."""
+def run(targets: list[Target], cases: int, seed: int, work: Path, case_timeout: float,
+        cpu_budget: float | None = None) -> Counter:
+    """``cases`` cases spread over ``targets``; returns outcome counts (``failed`` among them) and ``cases`` run.
+
+    ``cpu_budget`` (CPU seconds) ends the run early, after whole rounds of the targets, and so
+    does Ctrl-C or SIGTERM (the case under way is not counted), so a run on a machine busy with
+    other work can be given the time it has rather than a count and still report what ran.
+    """
     rng = random.Random(seed)
     counts: Counter = Counter()
     failures = work / "failures"
+    budget_end = time.process_time() + cpu_budget if cpu_budget is not None else None
+    try:
+        _run_cases(targets, cases, rng, failures, case_timeout, budget_end, counts)
+    except KeyboardInterrupt:
+        print(f"stopped after {counts['cases']} cases", file=sys.stderr)
+    return counts
+
+
+def _run_cases(targets: list[Target], cases: int, rng: random.Random, failures: Path, case_timeout: float,
+               budget_end: float | None, counts: Counter) -> None:
     for i in range(cases):
+        if budget_end is not None and i % len(targets) == 0 and time.process_time() > budget_end:
+            break
         target = targets[i % len(targets)]
         target.before()
         started = time.process_time()  # CPU seconds: a niced run on a busy machine is not a slow reader
@@ -263,7 +282,7 @@ def run(targets: list[Target], cases: int, seed: int, work: Path, case_timeout: 
             print(f"FAIL {target.name} case {i}: more than {case_timeout} CPU seconds", file=sys.stderr)
         counts[f"{target.name} {outcome}"] += 1
         counts[outcome] += 1
-    return counts
+        counts["cases"] += 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,15 +292,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", action="append", help="run only these targets (repeatable; default: all)")
     parser.add_argument("--workdir", type=Path, default=Path("runs/fuzz-readers"))
     parser.add_argument("--case-timeout", type=float, default=10.0, help="CPU seconds a case may take")
+    parser.add_argument("--cpu-budget", type=float, help="stop after this many CPU seconds (default: run every case)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     targets = build_targets(args.workdir)
     if args.target:
         targets = [t for t in targets if t.name in args.target]
-    started = time.perf_counter()
-    counts = run(targets, args.cases, args.seed, args.workdir, args.case_timeout)
-    print(f"{args.cases} cases in {time.perf_counter() - started:.0f} s (seed {args.seed}, targets: "
-          f"{', '.join(t.name for t in targets)})")
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill PID` ends the run like Ctrl-C
+    started, cpu = time.perf_counter(), time.process_time()
+    counts = run(targets, args.cases, args.seed, args.workdir, args.case_timeout, args.cpu_budget)
+    print(f"{counts['cases']} cases in {time.perf_counter() - started:.0f} s, {time.process_time() - cpu:.0f} CPU s "
+          f"(seed {args.seed}, targets: {', '.join(t.name for t in targets)})")
     for key in sorted(k for k in counts if " " in k):
         print(f"{counts[key]:>10}  {key}")
     print("no failures" if not counts["failed"] else f"{counts['failed']} FAILURES (inputs in {args.workdir}/failures)")
