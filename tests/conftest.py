@@ -8,8 +8,7 @@
 * ``tiny_model_factory(name, config)`` — meta-trains ``config`` once per session into a
   temporary model directory and returns its path (same name → same directory).
 * ``tiny_cifar_model`` — a tiny unpatched VC-INR on 64 CIFAR-10 training images (32×32 RGB).
-* ``vcinr_main`` — ``vcinr.cli.main`` with the codec commands (``fit-codec``, ``compress``,
-  ``decompress``) registered even while ``cli.py`` does not register them itself.
+* ``vcinr_main`` — ``vcinr.cli.main``, the ``vcinr`` command as a function.
 * ``tiny_cifar_codecs`` — a copy of it with quality levels fitted: learned ``1..3``
   (λ = 1e-5, 1e-3, 0.1) and uniform ``u3``, ``u6``, ``u8``.
 

@@ -129,7 +129,7 @@ def test_demo_snr_is_the_waveform_snr():
 
 def test_strongest_codec_is_the_best_psnr_within_the_rate_window():
     from vcinr.demo import best_at_rate
-    from vcinr.evaluate.results import RDPoint
+    from vcinr.evaluate.points import RDPoint
 
     def point(codec, rate, psnr):
         return RDPoint(modality="image", codec=codec, setting=f"q={rate}", value=rate, bytes=1.0, psnr=psnr, bpp=rate)

@@ -37,7 +37,7 @@ def test_help_does_not_import_torch_or_the_media_libraries():
 
 def test_compress_imports_no_media_library_it_does_not_use():
     """Reaching compress's work imports torch, but not PyAV, SciPy or matplotlib."""
-    code = ("import sys\nimport vcinr.bundled, vcinr.pipeline, vcinr.codec.commands\n"
+    code = ("import sys\nimport vcinr.bundled, vcinr.pipeline, vcinr.cli.codec\n"
             "print(sorted(m for m in ('av', 'scipy', 'matplotlib') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
@@ -107,7 +107,7 @@ def test_fit_codec_explains_that_bundled_models_are_read_only(vcinr_main, capsys
 
 
 def test_ctrl_c_message_starts_on_its_own_line(vcinr_main, monkeypatch, capsys):
-    import vcinr.cli
+    import vcinr.cli.train
     from tqdm import tqdm
 
     def interrupted(args):
@@ -115,7 +115,7 @@ def test_ctrl_c_message_starts_on_its_own_line(vcinr_main, monkeypatch, capsys):
         bar.update(3)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(vcinr.cli, "_cmd_presets", interrupted)
+    monkeypatch.setattr(vcinr.cli.train, "_cmd_presets", interrupted)
     assert vcinr_main(["presets"]) == 130
     err = capsys.readouterr().err
     assert err.endswith("\nvcinr presets: interrupted\n"), repr(err)

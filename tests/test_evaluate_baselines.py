@@ -13,7 +13,8 @@ from PIL import Image
 from vcinr.errors import ConfigError, InputError
 from vcinr.evaluate import baselines as B
 from vcinr.evaluate import metrics
-from vcinr.evaluate.results import RDPoint, load_results, write_results
+from vcinr.evaluate.points import RDPoint
+from vcinr.evaluate.results import load_results, write_results
 
 FLAC = "librispeech/test-other/1688/1688-142285-0000.flac"
 

@@ -9,7 +9,7 @@ from PIL import Image
 from vcinr.errors import ConfigError, InputError
 from vcinr.evaluate.plots import Curve, curves_from_points, rd_plot, reconstruction_grid, reference_curve, spectrogram_figure
 from vcinr.evaluate.reference import load_reference_curves
-from vcinr.evaluate.results import RDPoint
+from vcinr.evaluate.points import RDPoint
 
 
 def _points():

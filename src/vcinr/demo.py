@@ -36,8 +36,8 @@ from vcinr.errors import VcinrError
 from vcinr.evaluate.baselines import encode_image, evaluate_baselines, nearest_point, sphere_to_uint8
 from vcinr.evaluate.harness import DEFAULT_ANCHOR
 from vcinr.evaluate.metrics import unit_to_int16
-from vcinr.evaluate.plots import Curve, curves_from_points, rd_plot, reconstruction_grid, spectrogram_figure
-from vcinr.evaluate.results import RDPoint
+from vcinr.evaluate.plots import curves_from_points, rd_plot, reconstruction_grid, spectrogram_figure
+from vcinr.evaluate.points import RDPoint
 from vcinr.meta.model import load_model
 from vcinr.modalities import read_signal
 from vcinr.pipeline import compress_file, decompress_file, signal_quality

@@ -8,8 +8,8 @@
 * :mod:`~vcinr.codec.fit` — ``vcinr fit-codec``: latents of the training items, RD training.
 * :mod:`~vcinr.codec.levels` — quality levels stored under ``MODEL_DIR/codecs/``.
 * :mod:`~vcinr.codec.bitstream` — the ``.vci`` container (``docs/bitstream.md``).
-* :mod:`~vcinr.codec.commands` — the ``fit-codec``, ``compress`` and ``decompress`` commands.
 
-Nothing is imported here, so ``import vcinr.codec.commands`` (``vcinr --help``) does not
-import torch; the codec classes come from :mod:`~vcinr.codec.codecs`.
+The ``fit-codec``, ``compress`` and ``decompress`` commands are in :mod:`vcinr.cli.codec`.
+Nothing is imported here, so importing a submodule pays only for what it needs; the codec
+classes come from :mod:`~vcinr.codec.codecs`.
 """

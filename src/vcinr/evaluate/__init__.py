@@ -15,7 +15,8 @@ from __future__ import annotations
 from vcinr.evaluate.bdrate import BDResult, bd_psnr, bd_rate
 from vcinr.evaluate.metrics import SSIMResult, as_unit_range, bpp, kbps, ms_ssim, mse, psnr, voxel_accuracy
 from vcinr.evaluate.reference import ReferenceCurve, load_reference_curves, missing_reference_curves
-from vcinr.evaluate.results import RDPoint, load_results, write_results
+from vcinr.evaluate.points import RDPoint
+from vcinr.evaluate.results import load_results, write_results
 
 _LAZY = {
     "CODECS": "baselines", "CodecFailed": "baselines", "CodecRun": "baselines", "CodecUnavailable": "baselines",

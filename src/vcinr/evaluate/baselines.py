@@ -72,7 +72,7 @@ import numpy as np
 
 from vcinr.errors import ConfigError, InputError, VcinrError
 from vcinr.evaluate import metrics
-from vcinr.evaluate.results import RDPoint
+from vcinr.evaluate.points import RDPoint
 
 
 class CodecUnavailable(VcinrError):

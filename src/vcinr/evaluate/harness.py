@@ -31,7 +31,8 @@ from vcinr.evaluate.baselines import evaluate_baselines
 from vcinr.evaluate.bdrate import bd_psnr, bd_rate
 from vcinr.evaluate.plots import curves_from_points, rd_plot, reference_curve
 from vcinr.evaluate.reference import load_reference_curves, reference_datasets
-from vcinr.evaluate.results import RDPoint, write_results
+from vcinr.evaluate.points import RDPoint
+from vcinr.evaluate.results import write_results
 from vcinr.meta.model import load_model
 from vcinr.modalities import get_modality
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from vcinr.errors import ConfigError, InputError
 from vcinr.evaluate import metrics
-from vcinr.evaluate.results import RDPoint
+from vcinr.evaluate.points import RDPoint
 from vcinr.modalities.common import writing
 
 KINDS = ("codec", "vcinr", "published")

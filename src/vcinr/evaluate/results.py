@@ -1,7 +1,7 @@
-"""Rate–distortion points and the results JSON they are written to.
+"""The results JSON that rate–distortion points are written to.
 
-One :class:`RDPoint` is one codec at one setting, on one file or averaged over several
-(``num_files``).  :func:`write_results` writes every point together with the settings of the
+One :class:`~vcinr.evaluate.points.RDPoint` is one codec at one setting, on one file or
+averaged over several (``num_files``).  :func:`write_results` writes every point together with the settings of the
 run and the versions of the codec libraries; :func:`load_results` reads such a file back.
 
 The JSON file (``"format": "vcinr-rd-results"``, ``"version": 1``)::
@@ -22,73 +22,17 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from vcinr.errors import InputError
+from vcinr.evaluate.baselines import codec_versions as current_versions
+from vcinr.evaluate.points import RDPoint
 from vcinr.modalities.common import writing
 
 RESULTS_FORMAT = "vcinr-rd-results"
 RESULTS_VERSION = 1
-
-
-@dataclass(frozen=True)
-class RDPoint:
-    """One rate–distortion point.
-
-    Attributes:
-        modality: ``"image"``, ``"audio"``, ``"video"`` or ``"sphere"``.
-        codec: codec name as in :data:`vcinr.evaluate.baselines.CODECS` (or ``"vcinr"``).
-        setting: the swept parameter as text, e.g. ``"quality=75"``, ``"kbps=32"``, ``"crf=28"``.
-        value: the swept parameter's numeric value.
-        bytes: size of the complete file the codec wrote (mean over files when averaged).
-        psnr: dB on the ``[0, 1]`` scale (mean of per-file PSNRs when averaged).
-        bpp: ``8·bytes / points`` (images, video, sphere grids), else ``None``.
-        kbps: ``8·bytes / seconds / 1000`` (audio), else ``None``.
-        ms_ssim: MS-SSIM (images), else ``None``; ``ms_ssim_kind`` says which variant.
-        num_files: how many files the point averages.
-    """
-
-    modality: str
-    codec: str
-    setting: str
-    value: float
-    bytes: float
-    psnr: float
-    bpp: float | None = None
-    kbps: float | None = None
-    ms_ssim: float | None = None
-    ms_ssim_kind: str | None = None
-    num_files: int = 1
-
-    @property
-    def rate(self) -> float:
-        """The point's rate in its own unit (:attr:`rate_unit`)."""
-        return self.kbps if self.kbps is not None else self.bpp
-
-    @property
-    def rate_unit(self) -> str:
-        return "kbps" if self.kbps is not None else "bpp"
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["lossless"] = math.isinf(self.psnr)
-        if not math.isfinite(self.psnr):
-            d["psnr"] = None
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> RDPoint:
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in d.items() if k in known}
-        if values.get("psnr") is None:
-            values["psnr"] = math.inf if d.get("lossless") else math.nan
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            raise InputError(f"not a rate-distortion point ({exc})") from None
 
 
 def _clean(value: Any) -> Any:
@@ -120,8 +64,6 @@ def write_results(
     :func:`~vcinr.evaluate.baselines.evaluate_baselines` returns); ``skipped`` defaults to
     ``points.skipped`` of that list.
     """
-    from vcinr.evaluate.baselines import codec_versions as current_versions
-
     point_list = list(points)
     for p in point_list:
         if not isinstance(p, RDPoint):
@@ -167,4 +109,4 @@ def load_results(json_path: str | Path) -> tuple[list[RDPoint], dict[str, Any]]:
     return points, rest
 
 
-__all__ = ["RDPoint", "RESULTS_FORMAT", "load_results", "write_results"]
+__all__ = ["RESULTS_FORMAT", "load_results", "write_results"]

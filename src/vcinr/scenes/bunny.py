@@ -9,14 +9,12 @@ the unit-diameter ball, so it lies within SRN Cars' near/far bounds (0.8, 1.8). 
 rasterised (:mod:`vcinr.scenes.raster`) with 2×2 supersampling.
 
     vcinr make-scenes OUT [--scenes 10 --test-scenes 2 --views 30 --size 64 --seed 0]
-    python -m vcinr.scenes.bunny OUT
 
 writes ``OUT/train/scene_0000/…`` and ``OUT/test/…``, each an SRN scene folder.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
 from pathlib import Path
 
@@ -28,7 +26,7 @@ from vcinr.errors import InputError
 from vcinr.modalities.scene import camera_rays, look_at, write_scene
 from vcinr.modalities.voxels import read_ply
 from vcinr.scenes.raster import rasterise, shade
-from vcinr.scenes.settings import SceneSettings, add_arguments
+from vcinr.scenes.settings import SceneSettings
 from vcinr.signal import Signal
 
 DEFAULT_MESH = Path(__file__).resolve().parents[4] / "shared" / "data" / "voxels" / "stanford_bunny" / "bun_zipper_res3.ply"
@@ -107,23 +105,3 @@ def make_scenes(out: str | Path, settings: SceneSettings | None = None, mesh: st
         write_scene(make_scene(triangles, rng, settings), folder)
         written.append(folder)
     return written
-
-
-def run(args: argparse.Namespace) -> None:
-    settings = SceneSettings(args.scenes, args.test_scenes, args.views, args.size, args.supersample, args.seed)
-    written = make_scenes(args.out, settings, args.mesh, progress=not args.quiet)
-    print(f"wrote {len(written)} scenes ({settings.views} views of {settings.size}x{settings.size}) to {args.out}")
-
-
-if __name__ == "__main__":
-    import sys
-
-    from vcinr.errors import VcinrError
-
-    parser = argparse.ArgumentParser(prog="python -m vcinr.scenes.bunny", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    try:
-        run(parser.parse_args())
-    except VcinrError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)

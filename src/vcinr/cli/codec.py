@@ -1,7 +1,7 @@
-"""The ``fit-codec``, ``compress`` and ``decompress`` subcommands (wired into :mod:`vcinr.cli`).
+"""The ``fit-codec``, ``compress`` and ``decompress`` subcommands.
 
 Each handler takes the parsed :class:`argparse.Namespace`; user errors are raised as
-:class:`vcinr.errors.VcinrError`, which ``vcinr.cli.main`` prints as one line (exit 2).
+:class:`vcinr.errors.VcinrError`, which :func:`vcinr.cli.main` prints as one line (exit 2).
 """
 
 from __future__ import annotations
