@@ -23,6 +23,7 @@ import yaml
 
 from vcinr.data import DataConfig
 from vcinr.errors import ConfigError
+from vcinr.inr.conditioning import CONDITIONINGS
 from vcinr.limits import MAX_JSON_BYTES, read_bounded
 
 # Largest magnitude of a config number: keeps integers within int64 and floats within float32.
@@ -122,8 +123,8 @@ class Config:
         for key, value in positive.items():
             if value <= 0:
                 raise ConfigError(f"{key} must be positive, got {value}")
-        if m.conditioning not in ("functa", "mscn", "vcinr"):
-            raise ConfigError(f"model.conditioning must be functa, mscn or vcinr, got {m.conditioning!r}")
+        if m.conditioning not in CONDITIONINGS:
+            raise ConfigError(f"model.conditioning must be {', '.join(CONDITIONINGS)}, got {m.conditioning!r}")
         if not m.mscn.l0_weight >= 0:
             raise ConfigError(f"model.mscn.l0_weight must be >= 0, got {m.mscn.l0_weight}")
         if m.vcinr.blocks < 0 or meta.inner_steps < 0:

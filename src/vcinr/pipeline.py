@@ -42,7 +42,9 @@ from vcinr.codec.fit import compute_latents
 from vcinr.codec.search import SearchSettings, level_symbols
 from vcinr.codec.levels import QualityLevel, find_level_by_fingerprint, load_level
 from vcinr.errors import BitstreamError, InputError
+from vcinr.layout import bitstream_layout, item_layout
 from vcinr.limits import MAX_VCI_BYTES, read_bounded
+from vcinr.meta.losses import Loss, get_loss
 from vcinr.meta.model import LoadedModel, load_model
 from vcinr.modalities import get_modality, read_signal, write_signal
 from vcinr.patching import merge_target, patch_count, patch_mask, split_patches
@@ -115,15 +117,13 @@ class DecompressReport:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def signal_quality(original: Signal, decoded: Signal, loss: str = "mse") -> tuple[str, float]:
-    """``("psnr", dB)`` on [0, 1] features, or ``("accuracy", fraction)`` for occupancies."""
+def signal_quality(original: Signal, decoded: Signal, loss: Loss | str = "mse") -> tuple[str, float]:
+    """``(metric, value)`` of ``decoded`` by the model's loss: ``("psnr", dB)``, ``("accuracy", fraction)``, ..."""
     a, b = original.features.double(), decoded.features.double()
     if a.shape != b.shape:
         raise InputError(f"cannot compare signals of shapes {tuple(a.shape)} and {tuple(b.shape)}")
-    if loss == "bce":
-        return "accuracy", float(((a >= 0.5) == (b >= 0.5)).double().mean())
-    mse = float((a - b).square().mean())
-    return "psnr", (math.inf if mse == 0 else -10.0 * math.log10(mse))
+    loss = get_loss(loss)
+    return loss.metric, loss.exact_quality(float(loss.feature_errors(b, a).mean()))
 
 
 def kbps(signal_meta: dict, grid_shape: tuple[int, ...], size: int, modality: str) -> float | None:
@@ -136,24 +136,6 @@ def kbps(signal_meta: dict, grid_shape: tuple[int, ...], size: int, modality: st
 
 def _points(shape: tuple[int, ...]) -> int:
     return math.prod(shape)
-
-
-def _item_coords(loaded: LoadedModel, level: QualityLevel) -> torch.Tensor:
-    """Coordinates of one item: a patch grid in ``coord_range``, or the training grid itself."""
-    spec = loaded.spec
-    coords = level.coords
-    if coords.shape != (_points(spec.item_shape), spec.in_dim):
-        raise BitstreamError(f"codec {level.info.stem} holds coordinates of shape {tuple(coords.shape)}, "
-                             f"not the model's item shape {list(spec.item_shape)}")
-    return coords
-
-
-def _carried_coords(modality: str, meta: dict, grid: tuple[int, ...], name: str) -> torch.Tensor | None:
-    """Coordinates a decoded signal carries in ``meta`` (scenes' rays); ``None`` for grid modalities."""
-    try:
-        return get_modality(modality).coords_from_meta(meta, grid)
-    except InputError as exc:
-        raise BitstreamError(f"{name}: {exc}") from None
 
 
 def _read_input(path: Path, loaded: LoadedModel) -> Signal:
@@ -226,34 +208,30 @@ def encode_signal(signal: Signal, loaded: LoadedModel, level: QualityLevel, prog
     learned levels; ``SearchSettings(steps=0)`` rounds plainly.
     """
     spec, model = loaded.spec, loaded.model
-    item_shape = tuple(spec.item_shape)
     grid = signal.grid_shape
     if _points(grid) > MAX_POINTS:
         raise InputError(f"{name}: a grid of {list(grid)} is larger than vcinr codes ({MAX_POINTS} points)")
-    carried = get_modality(spec.modality).coords_from_meta(signal.meta, grid)
-    if carried is not None:  # one item with coordinates of its own
-        coords, item_shape = carried.reshape(1, -1, spec.in_dim), grid
-        patches = signal.features[None]
-    elif spec.coord_range is None:
-        coords = _item_coords(loaded, level)
-        if grid != item_shape:
-            raise InputError(f"{name}: grid {list(grid)} but this model only codes {spec.modality} signals of "
-                             f"exactly {list(item_shape)} (it was trained without patches)")
-        if not torch.allclose(signal.coords.reshape(-1, spec.in_dim), coords, atol=1e-5, rtol=0):
-            raise InputError(f"{name}: its coordinates differ from those the model was trained on")
-        patches = signal.features[None]
-    else:
+    layout = item_layout(loaded, level, grid, signal.meta)
+    item_shape = layout.item_shape
+    if layout.patched:
         count = patch_count(grid, item_shape)
         if count * level.codec.symbol_dim > MAX_SYMBOLS:
             raise InputError(f"{name}: a grid of {list(grid)} needs {count} patches, more than vcinr codes at this "
                              f"quality level ({MAX_SYMBOLS // level.codec.symbol_dim})")
-        coords = _item_coords(loaded, level)
         patches = split_patches(signal.features, item_shape)
+    else:
+        if grid != item_shape:
+            raise InputError(f"{name}: grid {list(grid)} but this model only codes {spec.modality} signals of "
+                             f"exactly {list(item_shape)} (it was trained without patches)")
+        if not layout.carried and not torch.allclose(signal.coords.reshape(-1, spec.in_dim), layout.coords,
+                                                     atol=1e-5, rtol=0):
+            raise InputError(f"{name}: its coordinates differ from those the model was trained on")
+        patches = signal.features[None]
     features = patches.reshape(patches.shape[0], -1, spec.out_dim).float()
-    phi = compute_latents(model, coords, features, BATCH, progress, "encode (inner loop)")
-    mask = patch_mask(grid, item_shape).flatten(1) if carried is None and spec.coord_range is not None else None
-    symbols = level_symbols(model, level.codec, level.record.get("lambda"), coords, features, phi, mask, search,
-                            BATCH, progress)
+    phi = compute_latents(model, layout.coords, features, BATCH, progress, "encode (inner loop)")
+    mask = patch_mask(grid, item_shape).flatten(1) if layout.patched else None
+    symbols = level_symbols(model, level.codec, level.record.get("lambda"), layout.coords, features, phi, mask,
+                            search, BATCH, progress)
     payload = entropy.encode(symbols, level.codec.tables)
     header = Header(loaded.fingerprint, level.fingerprint, level.codec.kind, spec.modality, spec.out_dim, grid,
                     item_shape, int(symbols.shape[0]), int(symbols.shape[1]), dict(signal.meta))
@@ -281,17 +259,16 @@ def decode_latents(data: bytes, loaded: LoadedModel, name: str = "bitstream",
                                  "it was refitted or removed")
         level = load_level(loaded, info)
     codec = level.codec
-    item_shape, grid = tuple(spec.item_shape), tuple(header.grid_shape)
-    carried = _carried_coords(spec.modality, header.meta, grid, name) if header.modality == spec.modality else None
-    if carried is not None:  # coded whole, with the coordinates from the meta
-        item_shape = grid
     if header.modality != spec.modality or header.channels != spec.out_dim:
         raise BitstreamError(f"{name}: header says {header.modality} with {header.channels} channels, the model "
                              f"codes {spec.modality} with {spec.out_dim}")
+    grid = tuple(header.grid_shape)
+    layout = bitstream_layout(loaded, level, header, name)
+    item_shape = layout.item_shape
     if tuple(header.patch_shape) != item_shape or header.symbols_per_patch != codec.symbol_dim:
         raise BitstreamError(f"{name}: patch shape {list(header.patch_shape)} × {header.symbols_per_patch} symbols "
                              f"does not match the model ({list(item_shape)} × {codec.symbol_dim})")
-    if spec.coord_range is None or carried is not None:
+    if not layout.patched:
         if grid != item_shape:
             raise BitstreamError(f"{name}: grid {list(grid)} differs from the model's {list(item_shape)}")
         expected = 1
@@ -322,14 +299,13 @@ def decode_bytes(data: bytes, loaded: LoadedModel, name: str = "bitstream",
     phi_hat, header, level = decode_latents(data, loaded, name, level)
     spec, model = loaded.spec, loaded.model
     grid = tuple(header.grid_shape)
-    carried = _carried_coords(spec.modality, header.meta, grid, name)
-    item_shape = grid if carried is not None else tuple(spec.item_shape)
-    coords = carried.reshape(1, -1, spec.in_dim) if carried is not None else _item_coords(loaded, level)
-    decode = lambda code: model.decode(coords, code).clamp(0.0, 1.0)  # noqa: E731
-    if spec.coord_range is None or carried is not None:  # one item: the whole grid
+    layout = bitstream_layout(loaded, level, header, name)
+    item_shape = layout.item_shape
+    decode = lambda code: model.decode(layout.coords, code).clamp(0.0, 1.0)  # noqa: E731
+    if not layout.patched:  # one item: the whole grid
         with single_thread() as workers:
             features = map_batches(decode, phi_hat, workers).reshape(*grid, spec.out_dim)
-        grid_coords = coords.reshape(*grid, spec.in_dim)
+        grid_coords = layout.coords.reshape(*grid, spec.in_dim)
     else:
         # Each batch of patches goes straight into the merged grid: no list of batches, no
         # concatenation, no separate merge copy (decoding at the size limit, docs/reliability.md).

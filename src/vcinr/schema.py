@@ -27,6 +27,7 @@ from typing import Any
 
 from vcinr.config import Config, from_dict
 from vcinr.errors import ConfigError, ModelError, shown
+from vcinr.meta.losses import LOSSES
 from vcinr.signal import MAX_POINTS
 
 MAX_WIDTH = 8192
@@ -93,8 +94,8 @@ def check_item(item: Any, where: str) -> dict[str, Any]:
     if not isinstance(item["modality"], str) or item["modality"] not in MODALITIES:
         raise ModelError(f"{where}: item.modality must be one of {', '.join(MODALITIES)}, "
                          f"got {shown(item['modality'])}")
-    if item["loss"] not in ("mse", "bce"):
-        raise ModelError(f"{where}: item.loss must be mse or bce, got {shown(item['loss'])}")
+    if item["loss"] not in LOSSES:
+        raise ModelError(f"{where}: item.loss must be {' or '.join(LOSSES)}, got {shown(item['loss'])}")
     _int(item["in_dim"], f"{where}: item.in_dim", 1, MAX_RANK_GRID)
     _int(item["out_dim"], f"{where}: item.out_dim", 1, MAX_CHANNELS)
     shape = item["item_shape"]

@@ -46,6 +46,15 @@ class Conditioning(nn.Module, ABC):
     latent_dim: int
     learn_initial_state: bool = True  # whether φ0 is meta-learned or stays where it starts
 
+    @classmethod
+    def from_config(cls, latent_dim: int, layer_shapes: list[tuple[int, int]], options: dict) -> Conditioning:
+        """Built from a model config: ``latent_dim`` entries stored per item, and the scheme's own
+        section of options (``model.<scheme>``; empty for a scheme without one)."""
+        return cls(latent_dim=latent_dim, layer_shapes=layer_shapes, **options)
+
+    def compensate_siren_init(self, siren: nn.Module) -> None:
+        """Adjust the freshly initialised SIREN this scheme conditions (nothing, unless a scheme needs it)."""
+
     @property
     def state_dim(self) -> int:
         """Entries per item that the inner loop adapts (the latent, plus any extras)."""
@@ -165,6 +174,11 @@ class SparseShiftConditioning(Conditioning):
         self.to_shifts = nn.Linear(latent_dim, sum(o for o, _ in layer_shapes))
         nn.init.zeros_(self.to_shifts.bias)
         self.init_logit = math.log(init_open / (1.0 - init_open))
+
+    @classmethod
+    def from_config(cls, latent_dim: int, layer_shapes: list[tuple[int, int]], options: dict) -> Conditioning:
+        """A pool of ``options["pool"] × latent_dim`` entries, of which each item stores ``latent_dim``."""
+        return cls(latent_dim * options["pool"], latent_dim, layer_shapes, l0_weight=options["l0_weight"])
 
     @property
     def state_dim(self) -> int:
@@ -396,9 +410,19 @@ class GatedConditioning(Conditioning):
         return Modulations(shifts=[None] * len(gates), gates=gates), pullback_all
 
 
+# The schemes by their config names (``model.conditioning``); a new scheme registers here.
+CONDITIONINGS: dict[str, type[Conditioning]] = {
+    "functa": ShiftConditioning, "mscn": SparseShiftConditioning, "vcinr": GatedConditioning,
+}
+
+
+def conditioning_class(scheme: str) -> type[Conditioning]:
+    """The scheme called ``scheme`` in configs."""
+    if scheme not in CONDITIONINGS:
+        raise ValueError(f"unknown conditioning {scheme!r}; choose one of {sorted(CONDITIONINGS)}")
+    return CONDITIONINGS[scheme]
+
+
 def build_conditioning(scheme: str, latent_dim: int, layer_shapes: list[tuple[int, int]], **options) -> Conditioning:
-    """Construct a conditioning scheme by its config name."""
-    schemes = {"functa": ShiftConditioning, "mscn": SparseShiftConditioning, "vcinr": GatedConditioning}
-    if scheme not in schemes:
-        raise ValueError(f"unknown conditioning {scheme!r}; choose one of {sorted(schemes)}")
-    return schemes[scheme](latent_dim=latent_dim, layer_shapes=layer_shapes, **options)
+    """Construct a conditioning scheme by its config name, with its constructor's arguments."""
+    return conditioning_class(scheme)(latent_dim=latent_dim, layer_shapes=layer_shapes, **options)

@@ -16,19 +16,23 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 from vcinr.inr import noise
 from vcinr.inr.conditioning import Conditioning
 from vcinr.inr.render import VolumeRenderer
 from vcinr.inr.siren import Modulations, Siren
+from vcinr.meta.losses import Loss, get_loss
 
-LOSSES = ("mse", "bce")
 # Without a meta-gradient (encoding, validation) items are independent, so large batches are
 # processed in chunks whose activations stay near this many elements (16 MiB in fp32):
 # larger ones spill the caches and get fresh pages from the allocator (2x slower on CPU).
 CHUNK_ELEMENTS = 1 << 22
+
+
+def item_coords(coords: torch.Tensor, index: torch.Tensor | slice) -> torch.Tensor:
+    """The coordinates of items ``index``: shared ones ``(N, d)`` as they are, per-item ones ``(B, N, d)`` selected."""
+    return coords[index] if coords.dim() == 3 else coords
 
 
 class MetaINR(nn.Module):
@@ -40,7 +44,8 @@ class MetaINR(nn.Module):
         inner_steps: k, the number of adaptation steps (3 in all of the paper's tables).
         lr_init: ``(low, high)`` of the uniform initialisation of the Meta-SGD step sizes.
         lr_clip: ``(min, max)`` the step sizes are clipped to when used.
-        loss: ``"mse"`` for real-valued features, ``"bce"`` for occupancies (logits out).
+        loss: a :class:`~vcinr.meta.losses.Loss` or its name (``"mse"`` for real-valued
+            features, ``"bce"`` for occupancies, logits out).
         observation: operator between the network and the features (``None``: the identity).
         max_points: adapt and meta-train on a random subset of at most this many of an item's
             coordinates (``None``: all of them).
@@ -53,15 +58,13 @@ class MetaINR(nn.Module):
         inner_steps: int = 3,
         lr_init: tuple[float, float] = (1.0, 1.0),
         lr_clip: tuple[float, float] = (-5.0, 5.0),
-        loss: str = "mse",
+        loss: Loss | str = "mse",
         observation: VolumeRenderer | None = None,
         max_points: int | None = None,
     ):
         super().__init__()
-        if loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         self.siren, self.conditioning = siren, conditioning
-        self.inner_steps, self.lr_clip, self.loss = inner_steps, tuple(lr_clip), loss
+        self.inner_steps, self.lr_clip, self.loss = inner_steps, tuple(lr_clip), get_loss(loss)
         self.observation, self.max_points = observation, max_points
         if conditioning.learn_initial_state:
             self.state0 = nn.Parameter(conditioning.initial_state())
@@ -78,7 +81,7 @@ class MetaINR(nn.Module):
         return self.observation(lambda points: self.siren(points, mods), coords, stochastic)
 
     def predict(self, coords: torch.Tensor, state: torch.Tensor, stochastic: bool = False) -> torch.Tensor:
-        """Raw network output (features, or occupancy logits for ``bce``) ``(B, N, C)``."""
+        """Raw network output (features, or occupancy logits) ``(B, N, C)``."""
         return self.render(coords, self.conditioning.modulations(state, stochastic), stochastic)
 
     def decode(self, coords: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
@@ -86,8 +89,7 @@ class MetaINR(nn.Module):
         chunks = self._chunks(coords, code.shape[0])
         if chunks is not None:
             return torch.cat([self.decode(c, code[i]) for i, c in chunks])
-        out = self.render(coords, self.conditioning.modulations_from_code(code))
-        return torch.sigmoid(out) if self.loss == "bce" else out
+        return self.loss.features(self.render(coords, self.conditioning.modulations_from_code(code)))
 
     def _chunks(self, coords: torch.Tensor, batch: int) -> list[tuple[slice, torch.Tensor]] | None:
         """Chunks of items for work without autograd; ``None`` when one chunk will do."""
@@ -96,13 +98,11 @@ class MetaINR(nn.Module):
         if torch.is_grad_enabled() or batch <= size:
             return None
         slices = [slice(start, min(start + size, batch)) for start in range(0, batch, size)]
-        return [(i, coords[i] if coords.dim() == 3 else coords) for i in slices]
+        return [(i, item_coords(coords, i)) for i in slices]
 
     def point_loss(self, pred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The reconstruction loss of every point and channel, ``pred``'s shape."""
-        if self.loss == "bce":
-            return F.binary_cross_entropy_with_logits(pred, targets, reduction="none")
-        return (pred - targets).square()
+        return self.loss.point_loss(pred, targets)
 
     def item_loss(self, pred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per-item reconstruction loss ``(B,)``: mean over points and channels."""
@@ -134,11 +134,8 @@ class MetaINR(nn.Module):
         return self.inner_lr.clamp(*self.lr_clip)
 
     def _loss_grad(self, pred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """``∂(Σ_items item_loss)/∂pred``, written out for both losses."""
-        scale = 1.0 / pred[0].numel()
-        if self.loss == "bce":
-            return (torch.sigmoid(pred) - targets) * scale
-        return (pred - targets) * (2.0 * scale)
+        """``∂(Σ_items item_loss)/∂pred``, written out."""
+        return self.loss.point_loss_grad(pred, targets, 1.0 / pred[0].numel())
 
     def _inner_grad(self, state: torch.Tensor, coords: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Every item's gradient of its inner-loop loss w.r.t. its own state, ``(B, state_dim)``.

@@ -25,10 +25,11 @@ from safetensors.torch import load_file
 from vcinr import __version__
 from vcinr.config import Config
 from vcinr.errors import ModelError
-from vcinr.inr.conditioning import GatedConditioning, build_conditioning
+from vcinr.inr.conditioning import conditioning_class
 from vcinr.inr.render import build_observation
 from vcinr.inr.siren import Siren
 from vcinr.limits import read_json
+from vcinr.meta.losses import get_loss
 from vcinr.meta.metasgd import MetaINR
 from vcinr.schema import check_item, check_model_config
 from vcinr.storage import atomic_save_tensors, atomic_write_bytes, fingerprint_file
@@ -64,19 +65,11 @@ def build_model(config: Config, spec: ItemSpec) -> MetaINR:
     observation = build_observation(spec.observation)
     in_dim, out_dim = (spec.in_dim, spec.out_dim) if observation is None else (observation.field_in_dim,
                                                                                observation.field_out_dim)
-    # Features of real-valued modalities lie in [0, 1]; occupancy logits start at p = ½.
-    siren = Siren(in_dim, out_dim, m.width, m.depth, m.w0, output_bias=0.5 if spec.loss == "mse" else 0.0)
-    if m.conditioning == "vcinr":
-        options: dict[str, Any] = asdict(m.vcinr)
-        latent = m.latent_dim
-    elif m.conditioning == "mscn":
-        options = {"budget": m.latent_dim, "l0_weight": m.mscn.l0_weight}
-        latent = m.latent_dim * m.mscn.pool
-    else:
-        options, latent = {}, m.latent_dim
-    conditioning = build_conditioning(m.conditioning, latent, siren.layer_shapes, **options)
-    if isinstance(conditioning, GatedConditioning):
-        conditioning.compensate_siren_init(siren)
+    siren = Siren(in_dim, out_dim, m.width, m.depth, m.w0, output_bias=get_loss(spec.loss).output_bias)
+    section = getattr(m, m.conditioning, None)  # the scheme's own options, model.<scheme>, if it has any
+    conditioning = conditioning_class(m.conditioning).from_config(m.latent_dim, siren.layer_shapes,
+                                                                  asdict(section) if section is not None else {})
+    conditioning.compensate_siren_init(siren)
     return MetaINR(siren, conditioning, config.meta.inner_steps, config.meta.lr_init, config.meta.lr_clip, spec.loss,
                    observation, spec.max_points)
 

@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 
 from vcinr.inr import noise
-from vcinr.meta.metasgd import MetaINR
+from vcinr.meta.metasgd import MetaINR, item_coords
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's upper limit on 64-bit systems
@@ -132,9 +132,8 @@ def meta_backward(meta_loss: Callable[..., torch.Tensor], params: list[torch.nn.
 
     def run(part: slice, seed: int) -> tuple[torch.Tensor, tuple[torch.Tensor | None, ...]]:
         torch.set_num_threads(1)  # a setting of this thread's own: the caller's stays as it is
-        part_coords = coords[part] if coords.dim() == 3 else coords
         with noise.thread_generator(torch.Generator(device=targets.device).manual_seed(seed)):
-            loss = meta_loss(part_coords, targets[part], **kwargs) * ((part.stop - part.start) / batch)
+            loss = meta_loss(item_coords(coords, part), targets[part], **kwargs) * ((part.stop - part.start) / batch)
         return loss.detach(), torch.autograd.grad(loss, params, allow_unused=True)
 
     results = list(_step_pool(len(parts)).map(run, parts, seeds))

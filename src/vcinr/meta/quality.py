@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import torch
 
-
-def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB of features in [0, 1] (the paper's −10·log10(MSE))."""
-    return -10.0 * torch.log10(mse.clamp_min(1e-12))
+from vcinr.meta.losses import Loss, get_loss
 
 
 class SignalQuality:
@@ -26,15 +23,16 @@ class SignalQuality:
 
     Args:
         num_signals: how many signals the items belong to.
-        loss: ``"mse"`` (real features in [0, 1]) or ``"bce"`` (occupancy logits).
+        loss: the model's :class:`~vcinr.meta.losses.Loss` (or its name): what an error is
+            and what quality it gives.
         snr_centre: the feature value of silence for signal-to-noise ratios (audio: 0.5, the
             zero of a waveform mapped to [0, 1]); ``None`` where SNR means nothing.
     """
 
     # per signal: squared error (or wrong voxels), squared signal about the centre, points;
     # and over items: the sum of per-item qualities and the number of items
-    def __init__(self, num_signals: int, loss: str = "mse", snr_centre: float | None = None):
-        self.loss, self.snr_centre = loss, snr_centre
+    def __init__(self, num_signals: int, loss: Loss | str = "mse", snr_centre: float | None = None):
+        self.loss, self.snr_centre = get_loss(loss), snr_centre
         self.error = torch.zeros(num_signals, dtype=torch.float64)
         self.energy = torch.zeros(num_signals, dtype=torch.float64)
         self.points = torch.zeros(num_signals, dtype=torch.float64)
@@ -42,16 +40,13 @@ class SignalQuality:
 
     def add(self, pred: torch.Tensor, target: torch.Tensor, signals: torch.Tensor,
             mask: torch.Tensor | None = None) -> None:
-        """Add items ``(B, N, C)``: raw network output ``pred`` (logits for ``bce``) and ``target``.
+        """Add items ``(B, N, C)``: raw network output ``pred`` (e.g. occupancy logits) and ``target``.
 
         ``signals`` ``(B,)`` names each item's signal; ``mask`` ``(B, N)`` marks the points that
         belong to it (``None``: all).
         """
         pred, target = pred.detach().double().cpu(), target.detach().double().cpu()
-        if self.loss == "bce":
-            per_point = ((pred > 0).double() != target).double()
-        else:
-            per_point = (pred.clamp(0, 1) - target).square()
+        per_point = self.loss.output_errors(pred, target)
         weight = torch.ones(per_point.shape[:2], dtype=torch.float64) if mask is None else mask.reshape(
             per_point.shape[:2]).double().cpu()
         channels = per_point.shape[-1]
@@ -63,7 +58,7 @@ class SignalQuality:
         if self.snr_centre is not None:
             self.energy.index_add_(0, signals, ((target - self.snr_centre).square().sum(-1) * weight).sum(1))
         per_item = error / points
-        item_quality = 1.0 - per_item if self.loss == "bce" else psnr_from_mse(per_item)
+        item_quality = self.loss.quality(per_item)
         self.item_sum += torch.stack([item_quality.sum(), torch.tensor(float(len(per_item)), dtype=torch.float64)])
 
     def totals(self) -> torch.Tensor:
@@ -88,13 +83,13 @@ class SignalQuality:
         error, points = self.error[seen], self.points[seen]
         if not bool(seen.any()):
             return {}
-        key = "accuracy" if self.loss == "bce" else "psnr"
-        whole = 1.0 - error / points if self.loss == "bce" else psnr_from_mse(error / points)
+        key = self.loss.metric
+        whole = self.loss.quality(error / points)
         out = {key: float(whole.mean())}
         items = float(self.item_sum[1])
         if items > int(seen.sum()):
             out[f"{key}_patch_mean"] = float(self.item_sum[0]) / items
-        if self.snr_centre is not None and self.loss != "bce":
+        if self.snr_centre is not None and self.loss.has_snr:
             energy = self.energy[seen]
             snr = 10.0 * torch.log10(energy.clamp_min(1e-30) / error.clamp_min(1e-30))
             out["snr"] = float(snr.mean())

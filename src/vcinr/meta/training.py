@@ -44,11 +44,11 @@ from vcinr.config import Config, TrainConfig
 from vcinr.data import ItemSet, load_items
 from vcinr.errors import ConfigError, Interrupted, ModelError
 from vcinr.meta.distributed import DistContext, distributed_context, world_size
-from vcinr.meta.metasgd import MetaINR
+from vcinr.meta.metasgd import MetaINR, item_coords
 from vcinr.meta.model import WEIGHTS_FILE, ItemSpec, build_model, save_model
 from vcinr.meta.performance import (compile_requested, keep_freed_memory, meta_backward, meta_loss_function,
                                     step_workers)
-from vcinr.meta.quality import SignalQuality, psnr_from_mse
+from vcinr.meta.quality import SignalQuality
 from vcinr.modalities import get_modality
 from vcinr.storage import atomic_write_bytes, fingerprint_file, load_state, save_state
 
@@ -72,11 +72,6 @@ def flat_items(items: ItemSet, query: bool = False) -> tuple[torch.Tensor, torch
     else:
         coords = coords.reshape(-1, coords.shape[-1])
     return coords, features.reshape(features.shape[0], -1, features.shape[-1])
-
-
-def item_coords(coords: torch.Tensor, index: torch.Tensor | slice) -> torch.Tensor:
-    """The coordinates of items ``index``: shared ones as they are, per-item ones selected."""
-    return coords[index] if coords.dim() == 3 else coords
 
 
 def whole_signals(items: ItemSet, max_items: int) -> int:
@@ -379,8 +374,9 @@ def _train(config: Config, out: Path, progress: bool, ctx: DistContext) -> Train
             bar.update(1)
             record: dict[str, Any] = {"step": step, "loss": loss.item(), "time": time.perf_counter() - started,
                                       "cpu": time.process_time() - cpu_started, "lr": optimizer.param_groups[0]["lr"]}
-            if spec.loss == "mse":
-                record["psnr"] = psnr_from_mse(loss.detach()).item()
+            quality = model.loss.training_quality(loss.detach())
+            if quality is not None:
+                record[model.loss.metric] = quality.item()
             if step % t.eval_every == 0 or step == t.steps:
                 record.update({f"val_{k}": v for k, v in evaluate_now().items()})
                 bar.set_postfix({k: round(v, 3) for k, v in record.items() if k.startswith("val_")})
