@@ -1,5 +1,7 @@
 """Configs: presets load, typos and out-of-range values are refused with a precise message."""
 
+import time
+
 import pytest
 
 from vcinr.config import load_config, preset_names
@@ -53,6 +55,31 @@ def test_invalid_yaml_is_one_line(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert "\n" not in str(info.value)
+
+
+def billion_laughs(levels: int) -> str:
+    """A value of 10^levels list items in a few hundred bytes: each anchor repeats the previous one ten times."""
+    anchors = ["&a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]"] + [
+        f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, levels)]
+    return "[" + ", ".join(anchors) + "]"
+
+
+@pytest.mark.parametrize("text, overrides, message", [
+    # issue 14: a 421-byte file whose aliases stand for 10^9 numbers hung in validation
+    (f"meta:\n  lr_init: {billion_laughs(9)}\n", {}, "more than 1048576 elements"),
+    ("model: " + "[" * 5000 + "]" * 5000 + "\n", {}, "nested deeper than 32 levels"),  # was a RecursionError
+    ("- a list\n", {"train.steps": 3}, "config must be a mapping"),  # overrides were an AttributeError
+    ("model: {width: 16}\n", {"model.width.x": 1}, "cannot set model.width.x: model.width is not a section"),
+    ("train: {steps: 2}\n", {"train.steps.a.b": 1}, "cannot set train.steps.a.b: train.steps is not a section"),
+])
+def test_hostile_yaml_and_overrides_are_one_line(text, overrides, message, tmp_path):
+    path = tmp_path / "hostile.yaml"
+    path.write_text(text)
+    started = time.perf_counter()
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(path, overrides)
+    assert "\n" not in str(info.value)
+    assert time.perf_counter() - started < 10.0
 
 
 @pytest.mark.parametrize("name", [n for n in preset_names() if n.endswith("-tiny")])

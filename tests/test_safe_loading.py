@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vcinr.errors import ModelError
+from vcinr.errors import ConfigError, ModelError
 from vcinr.meta import training
 from vcinr.meta.model import CONFIG_FILE, WEIGHTS_FILE, load_model
 from vcinr.storage import fingerprint_file
@@ -270,3 +270,95 @@ def test_stale_checkpoint_temporaries_are_removed_and_files_respect_the_umask(ti
     assert not stale.exists()
     for name in (WEIGHTS_FILE, CONFIG_FILE, training.CHECKPOINT_FILE):
         assert (out / name).stat().st_mode & 0o777 == 0o644, name
+
+
+# --- a run directory's own files, read again on resume (issue 14) -------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_config, data_dir, tmp_path_factory) -> Path:
+    """A 2-step run with its checkpoint, train_config.json and metrics.jsonl."""
+    config = tiny_config("cifar10", data_dir / "cifar10", steps=2, max_items=16, batch_size=4, inner_steps=1)
+    out = tmp_path_factory.mktemp("finished") / "run"
+    training.train(config, out, progress=False)
+    return out
+
+
+def resume(run: Path, tiny_config, data_dir) -> training.TrainResult:
+    """Resume ``run`` (the config of :func:`finished_run`) for one more step."""
+    config = tiny_config("cifar10", data_dir / "cifar10", steps=2, max_items=16, batch_size=4, inner_steps=1)
+    config.train.steps = 3
+    return training.train(config, run, progress=False)
+
+
+@pytest.mark.parametrize("damage, error, message", [
+    (lambda p: p.write_text("[" * 100_000 + "]" * 100_000), ModelError, "nested deeper than 32 levels"),
+    (lambda p: sparse(p, 12 << 30), ModelError, "larger than any recorded run config vcinr reads"),
+    (fifo, ModelError, "not a regular file"),
+    (lambda p: p.write_text("[1, 2]"), ConfigError, "holds a run with a different config"),
+    (lambda p: p.write_text('{"train": 5}'), ConfigError, "holds a run with a different config"),
+])
+def test_a_damaged_recorded_run_config_is_one_line(damage, error, message, finished_run, tiny_config, data_dir,
+                                                   tmp_path):
+    """train_config.json was read whole and walked as a dict: RecursionError, TypeError, AttributeError."""
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    damage(run / "train_config.json")
+    with pytest.raises(error, match=message) as info:
+        resume(run, tiny_config, data_dir)
+    assert "\n" not in str(info.value)
+
+
+def test_damaged_metrics_lines_are_dropped_on_resume_and_ignored_by_the_hint(finished_run, tiny_config, data_dir,
+                                                                             tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    metrics = run / training.METRICS_FILE
+    good = metrics.read_text()
+    metrics.write_text(good + "[" * 100_000 + "]" * 100_000 + '\n{"step": "x"}\n[1]\n{"step": 1, "val_psnr": "high"')
+    assert training.divergence_warning(run, {"psnr": -100.0}) is not None  # from the good lines alone
+    assert resume(run, tiny_config, data_dir).steps == 3
+    records = [json.loads(line) for line in metrics.read_text().splitlines()]
+    assert records[:-1] == [json.loads(line) for line in good.splitlines()] and records[-1]["step"] == 3
+
+
+def test_an_oversized_metrics_log_is_refused_on_resume(finished_run, tiny_config, data_dir, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished_run, run)
+    sparse(run / training.METRICS_FILE, (1 << 30) + 1)
+    with pytest.raises(ModelError, match="larger than any metrics log vcinr reads") as info:
+        resume(run, tiny_config, data_dir)
+    assert "\n" not in str(info.value)
+    assert training.divergence_warning(run, {"psnr": -100.0}) is None  # a hint, never a failure after the run
+
+
+def test_the_resume_message_survives_a_nested_checkpoint_state(finished_run, tmp_path):
+    from vcinr.storage import state_step
+
+    path = tmp_path / training.CHECKPOINT_FILE
+    shutil.copyfile(finished_run / training.CHECKPOINT_FILE, path)
+    assert state_step(path) == 2
+    rewrite_state(path, "[" * 100_000 + "]" * 100_000)  # a RecursionError traceback before the run started
+    assert state_step(path) is None
+
+
+def test_fit_codec_recomputes_a_damaged_latents_cache_and_restarts_from_a_damaged_checkpoint(tiny_cifar_model,
+                                                                                           tmp_path):
+    from vcinr.codec import fit
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_cifar_model, model)
+    settings = fit.FitSettings(lambdas=(), bits=(4,), max_items=32, eval_items=16)
+    fit.fit_codecs(model, settings=settings, progress=False)
+    codecs = model / "codecs"
+    sparse(codecs / fit.LATENTS_FILE, 12 << 30)  # was loaded whole
+    (codecs / ".ckpt-learned-lambda0.01.safetensors").touch()
+    sparse(codecs / ".ckpt-learned-lambda0.01.safetensors", 3 << 30)
+    learned = fit.FitSettings(lambdas=(0.01,), bits=(4,), steps=4, batch_size=8, max_items=32, eval_items=16)
+    result = fit.fit_codecs(model, settings=learned, progress=False)
+    assert {lv.stem: lv.status for lv in result.levels} == {"uniform-4bit": "skipped", "learned-lambda0.01": "fitted"}
+    assert (codecs / fit.LATENTS_FILE).stat().st_size < 1 << 20  # recomputed and rewritten
+    (codecs / fit.LATENTS_JSON).write_text("[" * 100_000 + "]" * 100_000)  # was a RecursionError
+    fit.fit_codecs(model, settings=fit.FitSettings(lambdas=(), bits=(5,), max_items=32, eval_items=16),
+                   progress=False)
+    assert json.loads((codecs / fit.LATENTS_JSON).read_text())["items"] == 32

@@ -24,7 +24,7 @@ import yaml
 from vcinr.data import DataConfig
 from vcinr.errors import ConfigError
 from vcinr.inr.conditioning import CONDITIONINGS
-from vcinr.limits import MAX_JSON_BYTES, read_bounded
+from vcinr.limits import MAX_JSON_BYTES, MAX_JSON_DEPTH, check_json_shape, read_bounded
 
 # Largest magnitude of a config number: keeps integers within int64 and floats within float32.
 MAX_NUMBER = 1e18
@@ -235,12 +235,21 @@ def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
         raw = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{name_or_path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ConfigError(f"{name_or_path}: nested deeper than {MAX_JSON_DEPTH} levels") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name_or_path}: config must be a mapping of sections, got {type(raw).__name__}")
     for dotted, value in (overrides or {}).items():
         section = raw
         *parents, last = dotted.split(".")
-        for p in parents:
-            section = section.setdefault(p, {})
+        for depth, name in enumerate(parents):
+            section = section.setdefault(name, {})
+            if not isinstance(section, dict):
+                raise ConfigError(f"cannot set {dotted}: {'.'.join(parents[:depth + 1])} is not a section")
         section[last] = value
+    # aliases share one object per anchor, so a few hundred bytes can stand for 10^9 elements that
+    # the checks below would walk (a hang); the walk here counts them, iteratively, and stops at the cap
+    check_json_shape(raw, str(name_or_path), ConfigError)
     config = from_dict(Config, raw)
     config.validate()
     return config

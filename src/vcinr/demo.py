@@ -34,12 +34,11 @@ from vcinr.bundled import model_for_input
 from vcinr.codec.levels import list_levels
 from vcinr.errors import VcinrError
 from vcinr.evaluate.baselines import encode_image, evaluate_baselines, nearest_point, sphere_to_uint8
-from vcinr.evaluate.harness import DEFAULT_ANCHOR
 from vcinr.evaluate.metrics import unit_to_int16
 from vcinr.evaluate.plots import curves_from_points, rd_plot, reconstruction_grid, spectrogram_figure
 from vcinr.evaluate.points import RDPoint
 from vcinr.meta.model import load_model
-from vcinr.modalities import read_signal
+from vcinr.modalities import get_modality, read_signal
 from vcinr.pipeline import compress_file, decompress_file, signal_quality
 
 SAMPLES = Path(str(resources.files("vcinr") / "samples"))
@@ -111,7 +110,7 @@ def _round_trip(sample: Path, model_dir: Path, quality: str, files: Path) -> tup
     snr = report.value + signal_power_db(original.features.numpy()) if report.modality == "audio" else None
     row = DemoRow(sample.name, report.modality, model_dir.name, report.quality, report.bytes,
                   report.kbps if report.kbps is not None else report.bpp, rate_unit, report.value, measured, snr,
-                  report.seconds, back.seconds, DEFAULT_ANCHOR[report.modality])
+                  report.seconds, back.seconds, get_modality(report.modality).codecs[0])
     return row, decoded
 
 

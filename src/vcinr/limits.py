@@ -33,6 +33,7 @@ MAX_JSON_BYTES = 4 << 20  # config.json, codec JSON, YAML configs, checkpoint sc
 MAX_WEIGHTS_BYTES = 2 << 30  # model.safetensors, codec weights, checkpoints (paper-scale models are ~20 MB)
 MAX_INPUT_BYTES = 2 << 30  # any file compressed or trained on
 MAX_ARRAY_BYTES = 1 << 30  # the arrays of one .npy/.npz input once decompressed (a zip bomb's payload)
+MAX_METRICS_BYTES = 1 << 30  # a run's metrics.jsonl: ~150 B a step, so millions of steps
 MAX_JSON_DEPTH = 32  # real configs nest 3 deep, signal meta 2
 MAX_JSON_ITEMS = 1 << 20  # list items + object members in one JSON value (after unfolding, for .vci meta)
 MAX_INT_DIGITS = 20  # int64 needs 19; anything longer is not a size or a count vcinr uses
@@ -166,6 +167,6 @@ def read_json(path: Path, what: str, error: type[VcinrError]) -> Any:
     return parse_json(read_bounded(path, MAX_JSON_BYTES, what, error), f"{path}", error)
 
 
-__all__ = ["MAX_ARRAY_BYTES", "MAX_INPUT_BYTES", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "MAX_JSON_ITEMS", "MAX_VCI_BYTES",
-           "MAX_WEIGHTS_BYTES", "check_input_path", "check_json_shape", "open_regular", "parse_json",
+__all__ = ["MAX_ARRAY_BYTES", "MAX_INPUT_BYTES", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "MAX_JSON_ITEMS",
+           "MAX_METRICS_BYTES", "MAX_VCI_BYTES", "MAX_WEIGHTS_BYTES", "check_input_path", "check_json_shape", "open_regular", "parse_json",
            "read_bounded", "read_json", "sha256_bounded"]

@@ -127,11 +127,9 @@ def signal_quality(original: Signal, decoded: Signal, loss: Loss | str = "mse") 
 
 
 def kbps(signal_meta: dict, grid_shape: tuple[int, ...], size: int, modality: str) -> float | None:
-    """Kilobits per second of audio (``None`` for other modalities or without a sample rate)."""
-    rate = signal_meta.get("sample_rate")
-    if modality != "audio" or not isinstance(rate, (int, float)) or rate <= 0:
-        return None
-    return 8.0 * size / (grid_shape[0] / rate) / 1000.0
+    """Kilobits per second where the modality gives rates so (audio; ``None`` otherwise or without a duration)."""
+    seconds = get_modality(modality).duration(signal_meta, grid_shape)
+    return None if seconds is None else 8.0 * size / seconds / 1000.0
 
 
 def _points(shape: tuple[int, ...]) -> int:

@@ -194,7 +194,7 @@ def state_step(path: Path) -> int | None:
         return None
     try:
         with safe_open(path, framework="pt") as f:
-            step = json.loads((f.metadata() or {})[STATE_KEY])["step"]
+            step = parse_json((f.metadata() or {})[STATE_KEY], "checkpoint state", ValueError)["step"]
     except (OSError, KeyError, TypeError, ValueError, SafetensorError):
         return None
     return step if isinstance(step, int) else None

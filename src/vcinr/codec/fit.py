@@ -44,7 +44,8 @@ from vcinr.codec.levels import (
     save_level,
     uniform_stem,
 )
-from vcinr.errors import ConfigError, InputError
+from vcinr.errors import ConfigError, InputError, ModelError
+from vcinr.limits import MAX_WEIGHTS_BYTES, open_regular, read_json
 from vcinr.meta.metasgd import MetaINR
 from vcinr.meta.model import LoadedModel, load_model
 from vcinr.storage import atomic_save_tensors, atomic_write_bytes, load_state, save_state
@@ -251,12 +252,13 @@ def _cached_latents(loaded: LoadedModel, data_key: dict, coords, features, setti
     key = {"model_fingerprint": loaded.fingerprint, "data": data_key, "items": int(features.shape[0])}
     meta_path, tensor_path = folder / LATENTS_JSON, folder / LATENTS_FILE
     if meta_path.is_file() and tensor_path.is_file():
-        try:
-            if json.loads(meta_path.read_text()) == key:
+        try:  # a damaged, oversized or replaced cache (bounded reads, as for any file) is recomputed
+            if read_json(meta_path, "latents cache", ModelError) == key:
+                open_regular(tensor_path, MAX_WEIGHTS_BYTES, "latents cache", ModelError).close()
                 latents = load_file(tensor_path)["latents"]
-                if latents.shape[0] == features.shape[0]:
+                if latents.dim() == 2 and latents.shape[0] == features.shape[0] and bool(latents.isfinite().all()):
                     return latents
-        except (json.JSONDecodeError, SafetensorError, KeyError, OSError):
+        except (ModelError, SafetensorError, KeyError, OSError):
             pass
     latents = compute_latents(loaded.model, coords, features, settings.latent_batch, progress, "latents of training items")
     atomic_save_tensors({"latents": latents}, tensor_path)
@@ -304,8 +306,8 @@ class _Checkpoint:
             torch.set_rng_state(tensors["rng.torch"])
             sampler.set_state(tensors["rng.sampler"])
             return int(scalars["step"])
-        except (json.JSONDecodeError, SafetensorError, KeyError, RuntimeError, ValueError, OSError):
-            return 0  # a damaged checkpoint only costs the steps since the start of the level
+        except (ModelError, SafetensorError, KeyError, RuntimeError, ValueError, OSError):
+            return 0  # a damaged (or oversized, or not a file) checkpoint only costs the steps since the level's start
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)

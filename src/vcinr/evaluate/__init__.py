@@ -19,7 +19,7 @@ from vcinr.evaluate.points import RDPoint
 from vcinr.evaluate.results import load_results, write_results
 
 _LAZY = {
-    "CODECS": "baselines", "CodecFailed": "baselines", "CodecRun": "baselines", "CodecUnavailable": "baselines",
+    "CodecFailed": "baselines", "CodecRun": "baselines", "CodecUnavailable": "baselines",
     "RDPoints": "baselines", "available_codecs": "baselines", "codec_versions": "baselines",
     "evaluate_baselines": "baselines", "nearest_point": "baselines", "run_audio_codec": "baselines",
     "run_image_codec": "baselines", "run_sphere_codec": "baselines", "run_video_codec": "baselines",

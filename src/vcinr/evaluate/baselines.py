@@ -73,6 +73,7 @@ import numpy as np
 from vcinr.errors import ConfigError, InputError, VcinrError
 from vcinr.evaluate import metrics
 from vcinr.evaluate.points import RDPoint
+from vcinr.modalities import MODALITIES, get_modality
 
 
 class CodecUnavailable(VcinrError):
@@ -85,15 +86,10 @@ class CodecFailed(VcinrError):
 
 # --- codec registry -----------------------------------------------------------------------
 
-IMAGE_CODECS = ("jpeg", "jpeg2000", "webp", "avif")
-AUDIO_CODECS = ("mp3", "aac", "opus")
-VIDEO_CODECS = ("h264", "hevc", "av1")
-CODECS: dict[str, tuple[str, ...]] = {
-    "image": IMAGE_CODECS,
-    "sphere": IMAGE_CODECS,
-    "audio": AUDIO_CODECS,
-    "video": VIDEO_CODECS,
-}
+# Which codecs each modality is compared with is the modality plug-in's to say (Modality.codecs).
+IMAGE_CODECS = get_modality("image").codecs
+AUDIO_CODECS = get_modality("audio").codecs
+VIDEO_CODECS = get_modality("video").codecs
 ALIASES = {
     "jpg": "jpeg", "jpeg-2000": "jpeg2000", "jpeg_2000": "jpeg2000", "j2k": "jpeg2000", "jp2": "jpeg2000",
     "avc": "h264", "h.264": "h264", "x264": "h264", "h265": "hevc", "h.265": "hevc", "x265": "hevc",
@@ -152,7 +148,7 @@ _CONTAINER_SUFFIX = {"mp3": ".mp3", "ipod": ".m4a", "ogg": ".ogg", "mp4": ".mp4"
 def canonical_codec(name: str, modality: str | None = None) -> str:
     """The registry name of ``name`` (aliases like ``"jpg"``, ``"x264"`` accepted)."""
     key = ALIASES.get(name.strip().lower(), name.strip().lower())
-    known = CODECS.get(modality, tuple(DEFAULT_SETTINGS)) if modality else tuple(DEFAULT_SETTINGS)
+    known = (get_modality(modality).codecs if modality else ()) or tuple(DEFAULT_SETTINGS)
     if key not in known:
         where = f" for {modality}" if modality else ""
         raise ConfigError(f"unknown codec {name!r}{where} (known: {', '.join(known)})")
@@ -160,11 +156,13 @@ def canonical_codec(name: str, modality: str | None = None) -> str:
 
 
 def _modality_codecs(modality: str) -> tuple[str, ...]:
-    if modality not in CODECS:
+    codecs = get_modality(modality).codecs
+    if not codecs:
+        with_codecs = [name for name, plugin in MODALITIES.items() if plugin.codecs]
         raise ConfigError(
-            f"no standard codecs for modality {modality!r} (baselines exist for {', '.join(CODECS)})"
+            f"no standard codecs for modality {modality!r} (baselines exist for {', '.join(with_codecs)})"
         )
-    return CODECS[modality]
+    return codecs
 
 
 # --- availability and versions ------------------------------------------------------------
@@ -872,7 +870,7 @@ def nearest_point(points: Iterable[RDPoint], rate: float, codec: str | None = No
 
 
 __all__ = [
-    "AUDIO_CODECS", "CODECS", "DEFAULT_SETTINGS", "IMAGE_CODECS", "SETTING_DIRECTION", "SETTING_NAMES",
+    "AUDIO_CODECS", "DEFAULT_SETTINGS", "IMAGE_CODECS", "SETTING_DIRECTION", "SETTING_NAMES",
     "VIDEO_CODECS", "CodecFailed", "CodecRun", "CodecUnavailable", "Item", "RDPoints", "available_codecs",
     "average_points", "canonical_codec", "codec_unavailable_reason", "codec_versions", "encode_audio",
     "encode_image", "encode_video", "encoder_tag", "estimate_lag", "evaluate_baselines", "load_items",

@@ -7,10 +7,12 @@ standard codecs of the modality run on the same files (:mod:`vcinr.evaluate.base
 Everything lands in one JSON (all points, BD-rates against an anchor codec, settings and codec
 versions) and an RD plot.
 
-Inputs are files or directories of the model's modality.  Two dataset containers are
-unpacked into single files first, so every codec sees exactly the same data: an ``.npz``
-holding an ``images`` array (the CIFAR-10 layout) becomes PNG files, and a sphere ``.npz``
-holding several fields becomes one file per field.
+Inputs are files or directories of the model's modality.  Dataset containers are unpacked
+into single files first by the modality (:meth:`vcinr.modalities.base.Modality.unpack`), so
+every codec sees exactly the same data: an ``.npz`` holding an ``images`` array (the CIFAR-10
+layout) becomes PNG files, and a sphere ``.npz`` holding several fields one file per field.
+Everything else that depends on the modality — its standard codecs and their anchor, its
+rate unit, whether an SNR means anything — comes from its plug-in too.
 """
 
 from __future__ import annotations
@@ -36,8 +38,6 @@ from vcinr.evaluate.results import write_results
 from vcinr.meta.model import load_model
 from vcinr.modalities import get_modality
 
-DEFAULT_ANCHOR = {"image": "jpeg", "sphere": "jpeg", "audio": "mp3", "video": "h264"}
-
 
 @dataclass
 class EvalOutcome:
@@ -48,38 +48,9 @@ class EvalOutcome:
     snr_offset: float | None = None  # audio: mean SNR − PSNR over the files (their power in dB)
 
 
-def _unpack_npz(path: Path, modality: str, folder: Path, limit: int | None) -> list[Path]:
-    """Single files from dataset containers (CIFAR-style image arrays, multi-field sphere files)."""
-    from vcinr.modalities import write_signal
-
-    if modality == "image":
-        from PIL import Image
-
-        with np.load(path, allow_pickle=False) as npz:
-            if "images" not in npz.files:
-                raise InputError(f"{path}: an image .npz must hold an 'images' array (N, H, W[, 3])")
-            images = npz["images"][:limit]
-        files = []
-        for i, image in enumerate(images):
-            out = folder / f"{path.stem}_{i:05d}.png"
-            Image.fromarray(np.ascontiguousarray(image)).save(out)
-            files.append(out)
-        return files
-    if modality == "sphere":
-        from vcinr.modalities.sphere import load_sphere, read_sphere
-
-        count = len(load_sphere(path).values)
-        files = []
-        for i in range(min(count, limit or count)):
-            out = folder / f"{path.stem}_{i:03d}.npz"
-            write_signal(read_sphere(path, index=i), out)
-            files.append(out)
-        return files
-    return [path]
-
-
 def collect_inputs(inputs: Sequence[str | Path], modality: str, folder: Path, limit: int | None) -> list[Path]:
     """Expand directories and dataset containers into at most ``limit`` files of ``modality``."""
+    plugin = get_modality(modality)
     files: list[Path] = []
     for raw in inputs:
         path = Path(raw)
@@ -87,13 +58,13 @@ def collect_inputs(inputs: Sequence[str | Path], modality: str, folder: Path, li
             raise InputError(f"{path}: no such file or directory")
         candidates = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
         for candidate in candidates:
-            container = candidate.suffix.lower() == ".npz" and modality in ("image", "sphere")
-            if not container and candidate.suffix.lower() not in get_modality(modality).suffixes:
-                continue
-            if container:
-                files.extend(_unpack_npz(candidate, modality, folder, None if limit is None else limit - len(files)))
-            else:
+            unpacked = plugin.unpack(candidate, folder, None if limit is None else limit - len(files))
+            if unpacked is not None:
+                files.extend(unpacked)
+            elif candidate.suffix.lower() in plugin.suffixes:
                 files.append(candidate)
+            else:
+                continue
             if limit is not None and len(files) >= limit:
                 return files[:limit]
     if not files:
@@ -135,12 +106,13 @@ def vcinr_points(model_dir: Path, files: list[Path], qualities: Sequence[str] | 
     return average_points(per_file)
 
 
-def _snr_offset(files: Sequence[Path]) -> float:
+def _snr_offset(files: Sequence[Path], modality: str) -> float:
     """Mean over ``files`` of their power in dB: the mean per-file SNR of any point is its PSNR plus this."""
     from vcinr.evaluate.metrics import audio_power_db
     from vcinr.modalities import read_signal
 
-    return float(np.mean([audio_power_db(read_signal(f, "audio").features.numpy()) for f in files]))
+    centre = get_modality(modality).snr_centre
+    return float(np.mean([audio_power_db(read_signal(f, modality).features.numpy(), centre) for f in files]))
 
 
 def bd_table(points: Sequence[RDPoint], anchor: str) -> dict[str, dict[str, Any]]:
@@ -168,15 +140,16 @@ def run_eval(model_dir: str | Path, inputs: Sequence[str | Path], out_dir: str |
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     loaded = load_model(model_dir)
     modality = loaded.spec.modality
-    anchor = anchor or DEFAULT_ANCHOR.get(modality)
+    plugin = get_modality(modality)
+    anchor = anchor or (plugin.codecs[0] if plugin.codecs else None)
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vcinr-eval-") as tmp:
         files = collect_inputs(inputs, modality, Path(tmp), max_files)
         points = vcinr_points(model_dir, files, qualities, Path(tmp), progress, effort)
-        snr_offset = _snr_offset(files) if modality == "audio" else None
+        snr_offset = _snr_offset(files, modality) if plugin.snr_centre is not None else None
         baselines: list[RDPoint] = []
         skipped: dict[str, str] = {}
-        if modality in DEFAULT_ANCHOR:
+        if plugin.codecs:
             # The paper evaluates audio on the first 3 s of each clip; the model's patches see the same.
             result = evaluate_baselines(files, modality, codecs, ms_ssim=ms_ssim, progress=progress)
             baselines, skipped = list(result), dict(result.skipped)

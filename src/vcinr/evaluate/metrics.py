@@ -186,15 +186,15 @@ def voxel_accuracy(prediction, target, threshold: float = 0.5) -> float:
     return float(np.mean(p_occ == t_occ))
 
 
-def audio_power_db(features) -> float:
-    """``10·log10(mean((f − ½)²))`` of audio features in [0, 1]: a file's SNR is its PSNR plus this.
+def audio_power_db(features, centre: float = 0.5) -> float:
+    """``10·log10(mean((f − centre)²))`` of audio features in [0, 1]: a file's SNR is its PSNR plus this.
 
     Audio features are the waveform mapped to [0, 1] (``½`` is silence), and PSNR is
     ``−10·log10(MSE)`` on them, so ``SNR = 10·log10(Σ(f − ½)² / Σ(f − f̂)²)`` — the waveform's
     signal-to-noise ratio — is the PSNR plus the signal's power in dB, for any reconstruction.
     The peak-to-peak scale makes quiet speech score high in PSNR; the SNR does not.
     """
-    power = float(np.mean(np.square(as_unit_range(features) - 0.5)))
+    power = float(np.mean(np.square(as_unit_range(features) - centre)))
     return 10.0 * math.log10(power) if power > 0 else -math.inf
 
 

@@ -21,7 +21,7 @@ class RDPoint:
 
     Attributes:
         modality: ``"image"``, ``"audio"``, ``"video"`` or ``"sphere"``.
-        codec: codec name as in :data:`vcinr.evaluate.baselines.CODECS` (or ``"vcinr"``).
+        codec: a standard codec's name (:attr:`vcinr.modalities.base.Modality.codecs`) or ``"vcinr-..."``.
         setting: the swept parameter as text, e.g. ``"quality=75"``, ``"kbps=32"``, ``"crf=28"``.
         value: the swept parameter's numeric value.
         bytes: size of the complete file the codec wrote (mean over files when averaged).

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -43,6 +44,7 @@ from tqdm import tqdm
 from vcinr.config import Config, TrainConfig
 from vcinr.data import ItemSet, load_items
 from vcinr.errors import ConfigError, Interrupted, ModelError
+from vcinr.limits import MAX_METRICS_BYTES, open_regular, parse_json, read_json
 from vcinr.meta.distributed import DistContext, distributed_context, world_size
 from vcinr.meta.metasgd import MetaINR, item_coords
 from vcinr.meta.model import WEIGHTS_FILE, ItemSpec, build_model, save_model
@@ -238,32 +240,51 @@ def _check_same_run(out: Path, config: Config, write: bool, resuming: bool) -> N
     """
     saved = out / "train_config.json"
     current = json.dumps(config.to_dict(), sort_keys=True, default=list)
-    if resuming and saved.is_file():
-        previous = json.dumps(json.loads(saved.read_text()), sort_keys=True, default=list)
-        ignore = ("steps", "time_budget", "device")
-        a, b = json.loads(previous), json.loads(current)
-        for key in ignore:
-            a["train"].pop(key, None)
-            b["train"].pop(key, None)
-        if a != b:
+    if resuming and os.path.lexists(saved):  # anything there but a regular file is refused by read_json
+        if not _same_run(read_json(saved, "recorded run config", ModelError), json.loads(current)):
             raise ConfigError(f"{out} holds a run with a different config; use another --out or delete it")
     elif write:
         atomic_write_bytes(saved, current.encode())
 
 
+def _same_run(recorded: Any, current: dict[str, Any]) -> bool:
+    """Whether a recorded config (any JSON: the file may be damaged) differs from ``current`` only where a resume may."""
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("train"), dict):
+        return False
+    ignore = ("steps", "time_budget", "device")
+    resumable = lambda c: {**c, "train": {k: v for k, v in c["train"].items() if k not in ignore}}  # noqa: E731
+    return resumable(recorded) == resumable(current)
+
+
+def _metric_records(path: Path) -> Iterator[tuple[bytes, dict[str, Any]]]:
+    """The lines of ``metrics.jsonl`` that hold a record, each with its record.
+
+    The log is read like any file vcinr did not just write (at most ``MAX_METRICS_BYTES``, a
+    regular file, every line parsed within :func:`vcinr.limits.parse_json`'s bounds); a line
+    cut short by a kill, or damaged, is skipped: a tampered log used to be a traceback on
+    resume or after the last step.
+    """
+    with open_regular(path, MAX_METRICS_BYTES, "metrics log", ModelError) as f:
+        for line in f:
+            try:
+                record = parse_json(line, "metrics line", ValueError)
+            except ValueError:
+                continue
+            if isinstance(record, dict):
+                yield line.rstrip(b"\n"), record
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)  # parse_json gives no NaN/inf
+
+
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines logged after the checkpoint we resume from."""
+    """Drop metric lines logged after the checkpoint we resume from (and lines that are not records)."""
     if not path.is_file():
         return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut short by a kill
-        if isinstance(record, dict) and record.get("step", 0) <= step:
-            kept.append(line)
-    atomic_write_bytes(path, ("\n".join(kept) + "\n" if kept else "").encode())
+    kept = [line + b"\n" for line, record in _metric_records(path)
+            if _is_number(record.get("step", 0)) and record.get("step", 0) <= step]
+    atomic_write_bytes(path, b"".join(kept))
 
 
 def outer_lr_at(t: TrainConfig, step: int) -> float:
@@ -413,8 +434,11 @@ def divergence_warning(out: str | Path, final: dict[str, float]) -> str | None:
     path = Path(out) / METRICS_FILE
     if not path.is_file():
         return None
-    peaks = [(r[f"val_{metric}"], r["step"]) for r in map(json.loads, path.read_text().splitlines())
-             if f"val_{metric}" in r]
+    try:
+        peaks = [(r[f"val_{metric}"], r["step"]) for _, r in _metric_records(path)
+                 if _is_number(r.get(f"val_{metric}")) and _is_number(r.get("step"))]
+    except ModelError:  # a log replaced by something else than vcinr's: no hint rather than a failed run
+        return None
     if not peaks:
         return None
     best, step = max(peaks)

@@ -24,16 +24,26 @@ from vcinr.modalities.video import VideoModality
 from vcinr.modalities.voxels import VoxelModality
 from vcinr.signal import Signal
 
-MODALITIES: dict[str, Modality] = {
-    m.name: m
-    for m in (ImageModality(), AudioModality(), VideoModality(), SphereModality(), ArrayModality(), VoxelModality(),
-              SceneModality())
-}
-
+MODALITIES: dict[str, Modality] = {}
 _BY_SUFFIX: dict[str, Modality] = {}
-for _modality in MODALITIES.values():
-    for _suffix in _modality.suffixes:
-        _BY_SUFFIX.setdefault(_suffix, _modality)
+
+
+def register_modality(modality: Modality) -> Modality:
+    """Make ``modality`` known to every part of vcinr: reading and writing, datasets, models, bitstreams, eval.
+
+    Its suffixes go to it by default only where no earlier modality has claimed them.
+    """
+    if modality.name in MODALITIES:
+        raise ConfigError(f"a modality called {modality.name!r} is registered already")
+    MODALITIES[modality.name] = modality
+    for suffix in modality.suffixes:
+        _BY_SUFFIX.setdefault(suffix, modality)
+    return modality
+
+
+for _modality in (ImageModality(), AudioModality(), VideoModality(), SphereModality(), ArrayModality(),
+                  VoxelModality(), SceneModality()):
+    register_modality(_modality)
 
 
 def get_modality(name: str) -> Modality:
@@ -78,4 +88,5 @@ def write_signal(signal: Signal, path: str | Path) -> None:
     chosen.write(signal, path)
 
 
-__all__ = ["MODALITIES", "Modality", "get_modality", "modality_for_path", "read_signal", "write_signal"]
+__all__ = ["MODALITIES", "Modality", "get_modality", "modality_for_path", "read_signal", "register_modality",
+           "write_signal"]

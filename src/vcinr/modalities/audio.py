@@ -97,6 +97,13 @@ class AudioModality(Modality):
     loss = "mse"
     in_dim = 1
     snr_centre = 0.5  # a waveform in [-1, 1] is stored as (x + 1) / 2
+    codecs = ("mp3", "aac", "opus")
+
+    def duration(self, meta: dict, grid: tuple[int, ...]) -> float | None:
+        rate = meta.get("sample_rate")
+        if not isinstance(rate, (int, float)) or rate <= 0:
+            return None
+        return grid[0] / rate
 
     def read(self, path: Path) -> Signal:
         return read_audio(path)

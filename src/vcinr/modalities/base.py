@@ -1,4 +1,9 @@
-"""What every modality provides: read a file into a Signal, write a Signal back to a file."""
+"""What every modality provides: read a file into a Signal, write a Signal back to a file, and
+what the rest of vcinr must know about it (rate unit, quality, standard codecs, containers).
+
+A new modality is a subclass registered with :func:`vcinr.modalities.register_modality`;
+nothing else in vcinr names modalities.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,8 @@ class Modality(ABC):
         directory: items are folders rather than files (SRN scenes), so no suffix applies.
         snr_centre: the feature value of silence, for signal-to-noise ratios beside PSNR
             (audio); ``None`` where an SNR would mean nothing.
+        codecs: the standard codecs it is compared with (names in
+            :mod:`vcinr.evaluate.baselines`); the first is the anchor of BD-rates.
     """
 
     name: str
@@ -36,6 +43,7 @@ class Modality(ABC):
     in_dim: int | None
     directory: bool = False
     snr_centre: float | None = None
+    codecs: tuple[str, ...] = ()
 
     @abstractmethod
     def read(self, path: Path) -> Signal:
@@ -51,4 +59,13 @@ class Modality(ABC):
         ``None`` (every grid modality) means the coordinates follow from the grid alone, so a
         decoder takes them from the model; otherwise they are part of the signal.
         """
+        return None
+
+    def duration(self, meta: dict, grid: tuple[int, ...]) -> float | None:
+        """Seconds a signal lasts where its rate is given in kbps (audio); ``None``: rates in bits per point."""
+        return None
+
+    def unpack(self, path: Path, folder: Path, limit: int | None) -> list[Path] | None:
+        """Single files of this modality written into ``folder`` from a dataset container at ``path``
+        (at most ``limit``), so every codec of an evaluation sees the same files; ``None``: not a container."""
         return None

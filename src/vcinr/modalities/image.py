@@ -80,9 +80,25 @@ class ImageModality(Modality):
     coord_range = (0.0, 1.0)
     loss = "mse"
     in_dim = 2
+    codecs = ("jpeg", "jpeg2000", "webp", "avif")
 
     def read(self, path: Path) -> Signal:
         return read_image(path)
 
     def write(self, signal: Signal, path: Path) -> None:
         write_image(signal, path)
+
+    def unpack(self, path: Path, folder: Path, limit: int | None) -> list[Path] | None:
+        """An ``.npz`` holding an ``images`` array (the CIFAR-10 layout) becomes PNG files."""
+        if path.suffix.lower() != ".npz":
+            return None
+        with np.load(path, allow_pickle=False) as npz:
+            if "images" not in npz.files:
+                raise InputError(f"{path}: an image .npz must hold an 'images' array (N, H, W[, 3])")
+            images = npz["images"][:limit]
+        files = []
+        for i, image in enumerate(images):
+            out = folder / f"{path.stem}_{i:05d}.png"
+            Image.fromarray(np.ascontiguousarray(image)).save(out)
+            files.append(out)
+        return files

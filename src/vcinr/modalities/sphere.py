@@ -191,9 +191,22 @@ class SphereModality(Modality):
     coord_range = None
     loss = "mse"
     in_dim = 3
+    codecs = ("jpeg", "jpeg2000", "webp", "avif")  # unrolled onto the rectangular grid, as in the paper
 
     def read(self, path: Path) -> Signal:
         return read_sphere(path)
 
     def write(self, signal: Signal, path: Path) -> None:
         write_sphere(signal, path)
+
+    def unpack(self, path: Path, folder: Path, limit: int | None) -> list[Path] | None:
+        """An ``.npz`` of several fields becomes one file per field."""
+        if path.suffix.lower() != ".npz":
+            return None
+        count = len(load_sphere(path).values)
+        files = []
+        for i in range(min(count, limit or count)):
+            out = folder / f"{path.stem}_{i:03d}.npz"
+            write_sphere(read_sphere(path, index=i), out)
+            files.append(out)
+        return files

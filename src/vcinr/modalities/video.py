@@ -121,6 +121,7 @@ class VideoModality(Modality):
     coord_range = (0.0, 1.0)
     loss = "mse"
     in_dim = 3
+    codecs = ("h264", "hevc", "av1")
 
     def read(self, path: Path) -> Signal:
         return read_video(path)
