@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import vcinr.pipeline
-from vcinr.signal import size_text
+from vcinr.modalities import get_modality
 
 SAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "src" / "vcinr" / "samples" / "demo" / "kodim20-crop.png"
 
@@ -134,6 +134,6 @@ def test_train_resume_step_is_read_from_the_checkpoint(tmp_path):
 
 
 def test_sizes_read_width_by_height():
-    assert size_text("image", (512, 768)) == "768×512"
-    assert size_text("video", (24, 128, 160)) == "24 frames of 160×128"
-    assert size_text("audio", (64000,)) == "64000"
+    assert get_modality("image").size_text((512, 768)) == "768×512"
+    assert get_modality("video").size_text((24, 128, 160)) == "24 frames of 160×128"
+    assert get_modality("audio").size_text((64000,)) == "64000"

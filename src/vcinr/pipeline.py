@@ -49,7 +49,7 @@ from vcinr.meta.model import LoadedModel, load_model
 from vcinr.modalities import get_modality, read_signal, write_signal
 from vcinr.patching import merge_target, patch_count, patch_mask, split_patches
 from vcinr.schema import DECODE_BATCH
-from vcinr.signal import MAX_POINTS, Signal, grid_coordinates, size_text
+from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 from vcinr.storage import atomic_write_bytes
 
 BATCH = DECODE_BATCH  # patches per inner-loop / decoder batch; fixed so decoding is reproducible
@@ -109,8 +109,8 @@ class DecompressReport:
 
     def summary(self) -> str:
         rate = f"{self.kbps:.2f} kbps" if self.kbps is not None else f"{self.bpp:.4f} bpp"
-        return (f"{self.input.name} -> {self.output}: {self.modality} {size_text(self.modality, self.grid_shape)}, "
-                f"{self.bytes} bytes, {rate}, "
+        size = get_modality(self.modality).size_text(self.grid_shape)
+        return (f"{self.input.name} -> {self.output}: {self.modality} {size}, {self.bytes} bytes, {rate}, "
                 f"quality {self.quality}, {self.seconds:.1f} s")
 
 

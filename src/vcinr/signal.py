@@ -71,15 +71,6 @@ class Signal:
         return n
 
 
-def size_text(modality: str, grid_shape: tuple[int, ...]) -> str:
-    """A grid's size as image tools write it: width×height (the grid axes are height, width)."""
-    if modality == "image" and len(grid_shape) == 2:
-        return f"{grid_shape[1]}×{grid_shape[0]}"
-    if modality == "video" and len(grid_shape) == 3:
-        return f"{grid_shape[0]} frames of {grid_shape[2]}×{grid_shape[1]}"
-    return "×".join(str(n) for n in grid_shape)
-
-
 def all_finite(values: torch.Tensor, chunk: int = 1 << 20) -> bool:
     """``torch.isfinite(values).all()``, a chunk at a time.
 

@@ -61,6 +61,10 @@ class Modality(ABC):
         """
         return None
 
+    def size_text(self, grid: tuple[int, ...]) -> str:
+        """A grid's size for messages, as tools for this kind of data write it."""
+        return "×".join(str(n) for n in grid)
+
     def duration(self, meta: dict, grid: tuple[int, ...]) -> float | None:
         """Seconds a signal lasts where its rate is given in kbps (audio); ``None``: rates in bits per point."""
         return None

@@ -20,7 +20,7 @@ from PIL import Image
 
 from vcinr.errors import InputError
 from vcinr.modalities.base import Modality
-from vcinr.modalities.common import check_suffix, reading, to_uint8, writing
+from vcinr.modalities.common import check_suffix, load_npz, reading, to_uint8, writing
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
 _TO_GRAY = ("L", "1", "LA")
@@ -88,14 +88,26 @@ class ImageModality(Modality):
     def write(self, signal: Signal, path: Path) -> None:
         write_image(signal, path)
 
+    def size_text(self, grid: tuple[int, ...]) -> str:
+        """width×height, as image tools write it (the grid axes are height, width)."""
+        return f"{grid[1]}×{grid[0]}" if len(grid) == 2 else super().size_text(grid)
+
     def unpack(self, path: Path, folder: Path, limit: int | None) -> list[Path] | None:
-        """An ``.npz`` holding an ``images`` array (the CIFAR-10 layout) becomes PNG files."""
+        """An ``.npz`` holding an ``images`` array (the CIFAR-10 layout) becomes PNG files.
+
+        Read like any input (:func:`~vcinr.modalities.common.load_npz`: sizes checked before
+        anything is inflated) and checked to be 8-bit pixels before Pillow sees them: a zip bomb
+        was inflated without limit and a non-zip or float array was a traceback.
+        """
         if path.suffix.lower() != ".npz":
             return None
-        with np.load(path, allow_pickle=False) as npz:
-            if "images" not in npz.files:
-                raise InputError(f"{path}: an image .npz must hold an 'images' array (N, H, W[, 3])")
-            images = npz["images"][:limit]
+        with reading(path, "image npz"):
+            arrays = load_npz(path)
+        images = arrays.get("images")
+        pixels = images is not None and images.dtype == np.uint8 and 0 not in images.shape[1:]
+        if not pixels or not (images.ndim == 3 or (images.ndim == 4 and images.shape[-1] == 3)):
+            raise InputError(f"{path}: an image .npz must hold a uint8 'images' array (N, H, W[, 3])")
+        images = images[:limit]
         files = []
         for i, image in enumerate(images):
             out = folder / f"{path.stem}_{i:05d}.png"

@@ -123,6 +123,9 @@ class VideoModality(Modality):
     in_dim = 3
     codecs = ("h264", "hevc", "av1")
 
+    def size_text(self, grid: tuple[int, ...]) -> str:
+        return f"{grid[0]} frames of {grid[2]}×{grid[1]}" if len(grid) == 3 else super().size_text(grid)
+
     def read(self, path: Path) -> Signal:
         return read_video(path)
 
