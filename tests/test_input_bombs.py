@@ -19,7 +19,7 @@ import torch
 
 from vcinr.data import DataConfig, load_items
 from vcinr.errors import InputError
-from vcinr.modalities import common, read_signal, scene, video, write_signal
+from vcinr.modalities import common, get_modality, read_signal, scene, video, write_signal
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
 
@@ -128,3 +128,17 @@ def test_a_scene_of_too_many_pixels_is_refused_view_by_view(tmp_path, monkeypatc
     assert read_signal(tmp_path / "scene", "scene").grid_shape == (2, 8, 8)
     monkeypatch.setattr(scene, "MAX_POINTS", 2 * 8 * 8 - 1)
     refused(tmp_path / "scene", "scene", "pixels in its views, more than vcinr reads")
+
+
+def test_an_image_npz_given_to_eval_is_read_like_any_input(tmp_path, monkeypatch):
+    """``vcinr eval data.npz`` unpacks CIFAR-style archives: a zip bomb was inflated, floats were a traceback."""
+    unpack = get_modality("image").unpack
+    np.savez(tmp_path / "floats.npz", images=np.zeros((2, 4, 4, 3)))
+    with pytest.raises(InputError, match="must hold a uint8 'images' array"):
+        unpack(tmp_path / "floats.npz", tmp_path, None)
+    np.savez_compressed(tmp_path / "bomb.npz", images=np.zeros((342, 32, 32, 3), dtype=np.uint8))
+    assert len(unpack(tmp_path / "bomb.npz", tmp_path, 2)) == 2
+    monkeypatch.setattr(common, "MAX_ARRAY_BYTES", 1 << 20)
+    with pytest.raises(InputError, match="uncompressed, more than vcinr reads") as info:
+        unpack(tmp_path / "bomb.npz", tmp_path, 2)
+    assert "\n" not in str(info.value)
