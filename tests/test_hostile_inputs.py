@@ -204,6 +204,10 @@ TRAIN_CASES = {
     "NaN learning rate": (["--set", "train.outer_lr=.nan"], "train.outer_lr must be a finite number"),
     "infinite width": (["--set", "model.width=.inf"], "model.width must be a finite number"),
     "absurd step count": (["--set", "train.steps=1e30"], "train.steps must be a finite number"),
+    "invalid YAML in --set": (["--set", "model.width=[unclosed"], "--set model.width: not valid YAML"),  # a traceback
+    "deep nesting in --set": (["--set", "model.width=" + "[" * 3000 + "]" * 3000],
+                              "--set model.width: nested deeper than 32 levels"),  # a RecursionError
+    "--set into a number": (["--set", "model.width.x=1"], "model.width is not a section"),  # a TypeError
     "fractional width": (["--set", "model.width=2.5"], "model.width must be an integer"),
     "text for a number": (["--set", "train.batch_size=many"], "train.batch_size must be a number"),
     "negative gradient clip": (["--set", "train.grad_clip=-1"], "train.grad_clip must be positive"),

@@ -216,6 +216,16 @@ def preset_names() -> list[str]:
     return sorted(p.name[:-5] for p in resources.files("vcinr.configs").iterdir() if p.name.endswith(".yaml"))
 
 
+def parse_yaml(text: str, what: str) -> Any:
+    """YAML text (a config file, a ``--set`` value) → value; a syntax error or deep nesting is one line."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ConfigError(f"{what}: nested deeper than {MAX_JSON_DEPTH} levels") from None
+
+
 def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = None) -> Config:
     """Load a preset by name or a YAML file by path, apply ``section.key`` overrides, validate."""
     path = Path(name_or_path)
@@ -231,12 +241,7 @@ def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
         if not preset.is_file():
             raise ConfigError(f"no config file or preset named {str(name_or_path)!r}; presets: {', '.join(preset_names())}")
         text = preset.read_text()
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{name_or_path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    except RecursionError:  # PyYAML composes nested collections recursively
-        raise ConfigError(f"{name_or_path}: nested deeper than {MAX_JSON_DEPTH} levels") from None
+    raw = parse_yaml(text, str(name_or_path)) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{name_or_path}: config must be a mapping of sections, got {type(raw).__name__}")
     for dotted, value in (overrides or {}).items():

@@ -11,7 +11,7 @@ from vcinr.errors import VcinrError
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from vcinr.config import load_config
+    from vcinr.config import load_config, parse_yaml
     from vcinr.meta.training import CHECKPOINT_FILE, divergence_warning, train
     from vcinr.storage import state_step
 
@@ -28,9 +28,7 @@ def _cmd_train(args: argparse.Namespace) -> None:
         key, sep, value = item.partition("=")
         if not sep:
             raise VcinrError(f"--set expects KEY=VALUE, got {item!r}")
-        import yaml
-
-        overrides[key] = yaml.safe_load(value)
+        overrides[key] = parse_yaml(value, f"--set {key}")
     config = load_config(args.config, overrides)
     resume_step = state_step(args.out / CHECKPOINT_FILE)
     if resume_step is not None and os.environ.get("RANK", "0") == "0":
