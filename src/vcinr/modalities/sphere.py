@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from vcinr.errors import InputError
+from vcinr.limits import MAX_ARRAY_BYTES
 from vcinr.modalities.base import Modality
 from vcinr.modalities.common import (
     check_suffix,
@@ -124,6 +125,9 @@ def _netcdf_arrays(path: Path) -> dict[str, np.ndarray]:
         for var in ds.data_vars.values():
             dims = var.dims
             if len(dims) in (2, 3) and dims[-2] in _LAT_NAMES and dims[-1] in _LON_NAMES:
+                if var.size * var.dtype.itemsize > MAX_ARRAY_BYTES:  # before a compressed variable is inflated
+                    raise InputError(f"{path}: variable {var.name!r} of shape {var.shape} is larger than vcinr reads "
+                                     f"({MAX_ARRAY_BYTES} bytes)")
                 return {"data": var.values, "latitude": ds[dims[-2]].values, "longitude": ds[dims[-1]].values}
     raise InputError(f"{path}: no variable with (latitude, longitude) dimensions")
 
