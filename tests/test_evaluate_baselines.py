@@ -253,7 +253,7 @@ def test_missing_codec_is_skipped_by_name(tmp_path, cifar, monkeypatch):
     def no_avif(codec):
         return "avif: Pillow was built without avif support" if codec == "avif" else real(codec)
 
-    monkeypatch.setattr(B, "codec_unavailable_reason", no_avif)
+    monkeypatch.setattr(B.registry, "codec_unavailable_reason", no_avif)
     with pytest.warns(UserWarning, match="skipping avif"):
         points = B.evaluate_baselines([tmp_path / "c.png"], "image", ["avif", "jpeg"], settings={"jpeg": [50]},
                                       ms_ssim=False)
