@@ -49,12 +49,13 @@ def _cmd_fit_codec(args: argparse.Namespace) -> None:
     from vcinr.codec.fit import DEFAULT_BITS, DEFAULT_LAMBDAS, FitSettings, fit_codecs
 
     _refuse_bundled(args.model)
+    # options left out keep FitSettings' defaults, which the help texts quote
+    given = {name: getattr(args, name) for name in (
+        "steps", "warmup_steps", "lr", "final_lr_fraction", "max_points", "aux_lr", "batch_size", "width",
+        "blocks", "z_dim", "clip", "seed", "max_items") if getattr(args, name) is not None}
     settings = FitSettings(
         lambdas=tuple(args.lambdas) if args.lambdas is not None else DEFAULT_LAMBDAS,
-        bits=tuple(args.bits) if args.bits is not None else DEFAULT_BITS,
-        steps=args.steps, lr=args.lr, aux_lr=args.aux_lr, batch_size=args.batch_size, width=args.width,
-        blocks=args.blocks, z_dim=args.z_dim, clip=args.clip, seed=args.seed, max_items=args.max_items,
-    )
+        bits=tuple(args.bits) if args.bits is not None else DEFAULT_BITS, **given)
     result = fit_codecs(args.model, args.data, settings, progress=not args.quiet)
     from vcinr.codec.levels import list_levels
     from vcinr.meta.model import load_model
@@ -121,17 +122,24 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="rate-distortion trade-offs, one learned level each (default: 0.0003 0.001 0.003 0.01 0.03 0.1)")
     p.add_argument("--bits", type=int, nargs="*", metavar="B",
                    help="bit depths of the uniform levels (default: 3 4 5 6 7 8; give none for no uniform levels)")
-    p.add_argument("--steps", type=int, default=3000, help="training steps per learned level (default: 3000)")
-    p.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate (default: 1e-4, as in the paper)")
-    p.add_argument("--aux-lr", type=float, default=1e-3, help="learning rate of the entropy model's quantiles")
-    p.add_argument("--batch-size", type=int, default=64, help="items per step (default: 64)")
+    p.add_argument("--steps", type=int,
+                   help="training steps per learned level with the distortion on the data (default: 600)")
+    p.add_argument("--warmup-steps", type=int,
+                   help="cheap steps before those, with a linearised distortion in latent space (default: 2000)")
+    p.add_argument("--lr", type=float,
+                   help="Adam learning rate, decayed on a cosine over --steps (default: 1e-3; the paper: 1e-4)")
+    p.add_argument("--final-lr-fraction", type=float, help="the lr at the end, as a fraction of --lr (default: 0.1)")
+    p.add_argument("--max-points", type=int,
+                   help="points of each item the distortion is measured on per step (default: 256)")
+    p.add_argument("--aux-lr", type=float, help="learning rate of the entropy model's quantiles (default: 1e-3)")
+    p.add_argument("--batch-size", type=int, help="items per step (default: 64)")
     p.add_argument("--width", type=int, help="hidden width of g_a and g_s (default: max(2*dim(phi), 64))")
-    p.add_argument("--blocks", type=int, default=1, help="residual blocks of g_a and g_s (default: 1)")
+    p.add_argument("--blocks", type=int, help="residual blocks of g_a and g_s (default: 1)")
     p.add_argument("--z-dim", type=int, help="dimension of the code z (default: dim(phi))")
-    p.add_argument("--clip", type=float, default=3.0,
+    p.add_argument("--clip", type=float,
                    help="uniform levels quantise normalised latents within +-CLIP standard deviations (default: 3)")
     p.add_argument("--max-items", type=int, help="use at most this many training items")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=int, help="random seed (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_fit_codec)
 

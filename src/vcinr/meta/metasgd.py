@@ -108,21 +108,23 @@ class MetaINR(nn.Module):
         """Per-item reconstruction loss ``(B,)``: mean over points and channels."""
         return self.point_loss(pred, targets).flatten(1).mean(dim=1)
 
-    def subsample(self, coords: torch.Tensor, targets: torch.Tensor,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def subsample(self, coords: torch.Tensor, targets: torch.Tensor, generator: torch.Generator | None = None,
+                  max_points: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """A random subset of ``max_points`` coordinates per item (all when there are fewer).
 
-        In training the draw uses the training RNG (:mod:`vcinr.inr.noise`, seeded per outer
-        step); otherwise a fixed seed, so evaluation and encoding are reproducible.  Returns
-        per-item coordinates.
+        ``max_points`` defaults to the model's own (scenes' rays); codec fitting passes a
+        smaller one to score its distortion on a sample.  In training the draw uses the
+        training RNG (:mod:`vcinr.inr.noise`, seeded per outer step); otherwise a fixed seed, so
+        evaluation and encoding are reproducible.  Returns per-item coordinates.
         """
         count = targets.shape[1]
-        if self.max_points is None or count <= self.max_points:
+        max_points = self.max_points if max_points is None else max_points
+        if max_points is None or count <= max_points:
             return coords, targets
         if generator is None:
             generator = noise.generator() if self.training else torch.Generator(device=targets.device).manual_seed(0)
         keys = torch.rand(targets.shape[0], count, generator=generator, device=targets.device)
-        index = keys.argsort(dim=1)[:, : self.max_points].unsqueeze(-1)
+        index = keys.argsort(dim=1)[:, :max_points].unsqueeze(-1)
         if coords.dim() == 2:
             coords = coords.expand(targets.shape[0], *coords.shape)
         return (coords.gather(1, index.expand(-1, -1, coords.shape[-1])),
