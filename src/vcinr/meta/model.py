@@ -90,6 +90,23 @@ def save_model(model: MetaINR, config: Config, spec: ItemSpec, directory: Path) 
     return fingerprint
 
 
+def store_half_precision(directory: str | Path) -> str:
+    """Rewrite a model's weights as float16 (half the bytes) and its fingerprint; returns the new one.
+
+    For shipping: the model then *is* the rounded weights (they load as float32), so fit its
+    codecs after this, not before — a codec's latents belong to the exact weights they were
+    computed with.
+    """
+    loaded = load_model(directory)
+    state = {k: v.half() if v.is_floating_point() else v for k, v in loaded.model.state_dict().items()}
+    atomic_save_tensors(state, loaded.directory / WEIGHTS_FILE)
+    fingerprint = fingerprint_file(loaded.directory / WEIGHTS_FILE)
+    meta = read_model_json(loaded.directory)
+    meta["fingerprint"] = fingerprint
+    atomic_write_bytes(loaded.directory / CONFIG_FILE, json.dumps(meta, indent=2).encode())
+    return fingerprint
+
+
 @dataclass
 class LoadedModel:
     model: MetaINR
@@ -130,7 +147,9 @@ def load_model(directory: str | Path, device: str = "cpu") -> LoadedModel:
         # that implies any other network than the fingerprinted file holds allocates nothing.
         with torch.device("meta"):
             model = build_model(config, spec)
-        model.load_state_dict(load_file(weights), assign=True)
+        # weights stored in half precision (bundled models, to stay small) compute in float32
+        state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(weights).items()}
+        model.load_state_dict(state, assign=True)
     except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as exc:
         raise ModelError(f"{directory}: cannot load model ({str(exc).splitlines()[0]})") from None
     if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
