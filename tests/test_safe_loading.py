@@ -322,11 +322,16 @@ def test_damaged_metrics_lines_are_dropped_on_resume_and_ignored_by_the_hint(fin
     assert records[:-1] == [json.loads(line) for line in good.splitlines()] and records[-1]["step"] == 3
 
 
-def test_an_oversized_metrics_log_is_refused_on_resume(finished_run, tiny_config, data_dir, tmp_path):
+@pytest.mark.parametrize("damage, message", [
+    (lambda p: sparse(p, (1 << 30) + 1), "larger than any metrics log vcinr reads"),
+    (fifo, "not a regular file"),  # the next log line would block on it forever
+])
+def test_a_metrics_log_that_is_not_a_log_is_refused_on_resume(damage, message, finished_run, tiny_config, data_dir,
+                                                              tmp_path):
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
-    sparse(run / training.METRICS_FILE, (1 << 30) + 1)
-    with pytest.raises(ModelError, match="larger than any metrics log vcinr reads") as info:
+    damage(run / training.METRICS_FILE)
+    with pytest.raises(ModelError, match=message) as info:
         resume(run, tiny_config, data_dir)
     assert "\n" not in str(info.value)
     assert training.divergence_warning(run, {"psnr": -100.0}) is None  # a hint, never a failure after the run

@@ -248,7 +248,7 @@ def _check_same_run(out: Path, config: Config, write: bool, resuming: bool) -> N
 
 
 def _same_run(recorded: Any, current: dict[str, Any]) -> bool:
-    """Whether a recorded config (any JSON: the file may be damaged) differs from ``current`` only where a resume may."""
+    """Whether a recorded config (any JSON: the file may be damaged) differs from ``current`` only as a resume may."""
     if not isinstance(recorded, dict) or not isinstance(recorded.get("train"), dict):
         return False
     ignore = ("steps", "time_budget", "device")
@@ -279,8 +279,11 @@ def _is_number(value: Any) -> bool:
 
 
 def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop metric lines logged after the checkpoint we resume from (and lines that are not records)."""
-    if not path.is_file():
+    """Drop metric lines logged after the checkpoint we resume from (and lines that are not records).
+
+    Anything at the path but a regular file is refused here: a FIFO would block the next log line.
+    """
+    if not os.path.lexists(path):
         return
     kept = [line + b"\n" for line, record in _metric_records(path)
             if _is_number(record.get("step", 0)) and record.get("step", 0) <= step]
