@@ -11,6 +11,11 @@ Scenes (SRN layout, :mod:`vcinr.modalities.scene`) are items whose coordinates a
 every pixel's camera ray — so their :class:`ItemSet` holds per-item ``coords`` and, for the
 test split, the held-out ``query`` views that evaluation renders (novel views).
 
+A registered modality without a kind of its own here (a plug-in, see
+:func:`vcinr.modalities.register_modality`) is a kind too: the files of that modality below
+``path``, one signal each (:meth:`~vcinr.modalities.base.Modality.dataset_signal`), with the
+options the modality declares.
+
 Splits: CIFAR-10 has its own train/test split; scenes use ``train``/``test`` (or ``*_train``/
 ``*_test``) sub-folders when there are such.  Every other source is split by sorted name —
 files for a directory, items of the file for a single multi-item file (ERA5 fields, an array
@@ -144,8 +149,7 @@ class DataConfig:
     mix: list[dict] | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in OPTION_DEFAULTS:
-            raise ConfigError(f"data.kind must be one of {', '.join(OPTION_DEFAULTS)}, got {self.kind!r}")
+        known = _option_defaults(self.kind)
         if self.patch is not None:
             if not isinstance(self.patch, (list, tuple)):
                 raise ConfigError(f"data.patch must be a list of sizes, got {self.patch!r}")
@@ -160,7 +164,6 @@ class DataConfig:
         self.seed = _integer("data.seed", self.seed, minimum=0)
         if not isinstance(self.options, dict):
             raise ConfigError(f"data.options must be a mapping, got {self.options!r}")
-        known = OPTION_DEFAULTS[self.kind]
         unknown = sorted(set(self.options) - set(known))
         if unknown:
             names = ", ".join(known) or "none"
@@ -175,6 +178,16 @@ class DataConfig:
                               f"{MAX_POINTS} points per image")
         if self.mix is not None:
             self.mix = [_mixed_source(i, source) for i, source in enumerate(self.mix)]
+
+
+def _option_defaults(kind: str) -> dict[str, Any]:
+    """The options of data ``kind`` with their defaults: a kind's of this module, or a registered modality's."""
+    if kind in OPTION_DEFAULTS:
+        return OPTION_DEFAULTS[kind]
+    if kind in MODALITIES and not MODALITIES[kind].directory:
+        return dict(MODALITIES[kind].dataset_options)
+    kinds = [*OPTION_DEFAULTS, *(m for m in MODALITIES if m not in OPTION_DEFAULTS and not MODALITIES[m].directory)]
+    raise ConfigError(f"data.kind must be one of {', '.join(kinds)}, got {kind!r}")
 
 
 def _mixed_source(index: int, source: Any) -> dict:
@@ -522,6 +535,16 @@ _KINDS = {
 }
 
 
+def _modality_kind(modality: str) -> _Kind:
+    """A registered modality's files as a kind, one signal each (the modality reads them, with the options)."""
+
+    def load(cfg: DataConfig, unit: Path, split: str, rng: np.random.Generator) -> _Batch:
+        signal = MODALITIES[modality].dataset_signal(unit, cfg.options)
+        return _Batch(signal.features[None], signal.coords)
+
+    return _Kind(modality, _file_units(modality), load)
+
+
 # --- assembly ------------------------------------------------------------------------------
 
 
@@ -545,7 +568,7 @@ def load_items(cfg: DataConfig, split: str) -> ItemSet:
         if not Path(cfg.path).exists():
             raise InputError(f"{cfg.path}: no such file or directory")
         return _load_scenes(cfg, split)
-    kind = _KINDS[cfg.kind]
+    kind = _KINDS[cfg.kind] if cfg.kind in _KINDS else _modality_kind(cfg.kind)
     modality = get_modality(kind.modality)
     patch = tuple(cfg.patch) if cfg.patch else None
     if patch and modality.coord_range is None:

@@ -2,13 +2,17 @@
 what the rest of vcinr must know about it (rate unit, quality, standard codecs, containers).
 
 A new modality is a subclass registered with :func:`vcinr.modalities.register_modality`;
-nothing else in vcinr names modalities.
+the pipeline, datasets of its files and the eval harness then take it as it is
+(``tests/test_new_modality.py`` defines one in the test file).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import torch
 
@@ -33,6 +37,8 @@ class Modality(ABC):
             (audio); ``None`` where an SNR would mean nothing.
         codecs: the standard codecs it is compared with (names in
             :mod:`vcinr.evaluate.baselines`); the first is the anchor of BD-rates.
+        dataset_options: the ``data.options`` a training set of its files takes (``data.kind``
+            = its name, where :mod:`vcinr.data` has no kind of that name), with their defaults.
     """
 
     name: str
@@ -44,6 +50,7 @@ class Modality(ABC):
     directory: bool = False
     snr_centre: float | None = None
     codecs: tuple[str, ...] = ()
+    dataset_options: Mapping[str, Any] = MappingProxyType({})
 
     @abstractmethod
     def read(self, path: Path) -> Signal:
@@ -64,6 +71,10 @@ class Modality(ABC):
     def size_text(self, grid: tuple[int, ...]) -> str:
         """A grid's size for messages, as tools for this kind of data write it."""
         return "×".join(str(n) for n in grid)
+
+    def dataset_signal(self, path: Path, options: dict[str, Any]) -> Signal:
+        """One signal of a training set of its files, given the data section's options: the file as read."""
+        return self.read(path)
 
     def duration(self, meta: dict, grid: tuple[int, ...]) -> float | None:
         """Seconds a signal lasts where its rate is given in kbps (audio); ``None``: rates in bits per point."""
