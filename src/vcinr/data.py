@@ -11,10 +11,10 @@ Scenes (SRN layout, :mod:`vcinr.modalities.scene`) are items whose coordinates a
 every pixel's camera ray — so their :class:`ItemSet` holds per-item ``coords`` and, for the
 test split, the held-out ``query`` views that evaluation renders (novel views).
 
-A registered modality without a kind of its own here (a plug-in, see
+A registered modality without a kind of its own here (audio, video, a plug-in: see
 :func:`vcinr.modalities.register_modality`) is a kind too: the files of that modality below
-``path``, one signal each (:meth:`~vcinr.modalities.base.Modality.dataset_signal`), with the
-options the modality declares.
+``path``, each giving the items the modality reads from it
+(:meth:`~vcinr.modalities.base.Modality.dataset_signals`), with the options it declares.
 
 Splits: CIFAR-10 has its own train/test split; scenes use ``train``/``test`` (or ``*_train``/
 ``*_test``) sub-folders when there are such.  Every other source is split by sorted name —
@@ -42,13 +42,12 @@ from tqdm import tqdm
 from vcinr.errors import ConfigError, InputError
 from vcinr.limits import MAX_ARRAY_BYTES, read_bounded
 from vcinr.modalities import MODALITIES, get_modality
+from vcinr.modalities.base import SkipFile
 from vcinr.modalities.array import array_signal, read_array
-from vcinr.modalities.audio import read_audio
 from vcinr.modalities.common import load_npz, reading
 from vcinr.modalities.image import read_image
 from vcinr.modalities.scene import is_scene_dir, read_scene
 from vcinr.modalities.sphere import SphereFields, load_sphere, sphere_coords
-from vcinr.modalities.video import read_video
 from vcinr.modalities.voxels import read_voxels, rescale_occupancy, voxelize_mesh
 from vcinr.patching import patch_mask, split_patches
 from vcinr.signal import MAX_POINTS, grid_coordinates
@@ -59,9 +58,7 @@ log = logging.getLogger(__name__)
 OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
     "cifar10": {},
     "images": {"random_crops_per_image": 0},
-    "audio": {"clip_seconds": 3.0},
     "sphere": {},
-    "video": {"frames": 8, "size": 32, "clips_per_video": 1},
     "voxels": {"resolution": None, "threshold": None, "scale_augment": 0},
     "array": {},
     "scenes": {"views": None, "size": None, "query_views": 8, "rays_per_item": 256, "samples": 32,
@@ -115,7 +112,8 @@ class ItemSet:
 class DataConfig:
     """The ``data`` section of a config; field names are the YAML keys.
 
-    ``options`` per kind (defaults in :data:`OPTION_DEFAULTS`):
+    ``options`` per kind (defaults in :data:`OPTION_DEFAULTS`, or the modality's own
+    ``dataset_options`` for a kind that is a modality: audio, video):
 
     * images: ``random_crops_per_image`` — for the train split, take this many random
       ``patch``-sized crops per image instead of tiling it (paper: Div2K → Kodak).
@@ -276,10 +274,6 @@ class _Batch:
     coords: torch.Tensor  # (*grid, in_dim)
 
 
-class _Skip(Exception):
-    """A unit that yields no item (e.g. audio shorter than the clip); counted and reported."""
-
-
 def _split(units: Sequence, cfg: DataConfig, split: str, what: str) -> list:
     """The train (first) or test (last ``test_fraction``) part of ``units``, in order."""
     n = len(units)
@@ -372,14 +366,6 @@ def _images_load(cfg: DataConfig, unit: Path, split: str, rng: np.random.Generat
     return _Batch(features, grid_coordinates((ph, pw), 0.0, 1.0))
 
 
-def _audio_load(cfg: DataConfig, unit: Path, split: str, rng: np.random.Generator) -> _Batch:
-    seconds = float(cfg.options["clip_seconds"])
-    signal = read_audio(unit, max_seconds=seconds)
-    if signal.grid_shape[0] < round(seconds * signal.meta["sample_rate"]):
-        raise _Skip(f"shorter than clip_seconds={seconds:g}")
-    return _Batch(signal.features[None], signal.coords)
-
-
 def _sphere_units(cfg: DataConfig, root: Path, split: str) -> list[tuple[Path, int]]:
     files = _files(root, MODALITIES["sphere"].suffixes, "sphere")
     fields = [(f, i) for f in files for i in range(len(_sphere_file(f).values))]
@@ -395,17 +381,6 @@ def _sphere_load(cfg: DataConfig, unit: tuple[Path, int], split: str, rng: np.ra
     fields = _sphere_file(unit[0])
     values = torch.from_numpy(fields.values[unit[1]][None, ..., None])
     return _Batch(values, sphere_coords(fields.latitude, fields.longitude))
-
-
-def _video_load(cfg: DataConfig, unit: Path, split: str, rng: np.random.Generator) -> _Batch:
-    frames, clips, size = cfg.options["frames"], cfg.options["clips_per_video"], cfg.options["size"]
-    size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
-    signal = read_video(unit, max_frames=frames * clips, size=size)
-    count = signal.grid_shape[0] // frames
-    if count == 0:
-        raise _Skip(f"fewer than frames={frames} frames")
-    features = signal.features[: count * frames].reshape(count, frames, *signal.features.shape[1:])
-    return _Batch(features, grid_coordinates(features.shape[1:4], 0.0, 1.0))
 
 
 _VOXEL_SUFFIXES = (*MODALITIES["voxels"].suffixes, ".ply")
@@ -527,20 +502,18 @@ class _Kind:
 _KINDS = {
     "cifar10": _Kind("image", _cifar_units, _cifar_load),
     "images": _Kind("image", _file_units("image"), _images_load),
-    "audio": _Kind("audio", _file_units("audio"), _audio_load),
     "sphere": _Kind("sphere", _sphere_units, _sphere_load),
-    "video": _Kind("video", _file_units("video"), _video_load),
     "voxels": _Kind("voxels", _voxel_units, _voxel_load),
     "array": _Kind("array", _array_units, _array_load),
 }
 
 
 def _modality_kind(modality: str) -> _Kind:
-    """A registered modality's files as a kind, one signal each (the modality reads them, with the options)."""
+    """A registered modality's files as a kind: the items each gives (the modality reads them, with the options)."""
 
     def load(cfg: DataConfig, unit: Path, split: str, rng: np.random.Generator) -> _Batch:
-        signal = MODALITIES[modality].dataset_signal(unit, cfg.options)
-        return _Batch(signal.features[None], signal.coords)
+        signals = MODALITIES[modality].dataset_signals(unit, cfg.options)
+        return _Batch(torch.stack([s.features for s in signals]), signals[0].coords)
 
     return _Kind(modality, _file_units(modality), load)
 
@@ -593,7 +566,7 @@ def load_items(cfg: DataConfig, split: str) -> ItemSet:
     for index in progress:
         try:
             batch = kind.load(cfg, units[index], split, np.random.default_rng([cfg.seed, int(index)]))
-        except _Skip as reason:
+        except SkipFile as reason:
             skipped[str(reason)] += 1
             continue
         items = _patch_batch(batch.features, patch) if patch else batch.features

@@ -15,13 +15,15 @@ therefore PSNR of the waveform with a peak-to-peak range of 2 (full scale ``[-1,
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 import torch
 
 from vcinr.errors import InputError
-from vcinr.modalities.base import Modality
+from vcinr.modalities.base import Modality, SkipFile
 from vcinr.modalities.common import check_suffix, reading, writing
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
@@ -98,6 +100,7 @@ class AudioModality(Modality):
     in_dim = 1
     snr_centre = 0.5  # a waveform in [-1, 1] is stored as (x + 1) / 2
     codecs = ("mp3", "aac", "opus")
+    dataset_options = MappingProxyType({"clip_seconds": 3.0})  # the paper's first 3 s of each utterance
 
     def duration(self, meta: dict, grid: tuple[int, ...]) -> float | None:
         rate = meta.get("sample_rate")
@@ -107,6 +110,14 @@ class AudioModality(Modality):
 
     def read(self, path: Path) -> Signal:
         return read_audio(path)
+
+    def dataset_signals(self, path: Path, options: dict[str, Any]) -> list[Signal]:
+        """The first ``clip_seconds`` of the file; a shorter file is skipped (items must be equally long)."""
+        seconds = float(options["clip_seconds"])
+        signal = read_audio(path, max_seconds=seconds)
+        if signal.grid_shape[0] < round(seconds * signal.meta["sample_rate"]):
+            raise SkipFile(f"shorter than clip_seconds={seconds:g}")
+        return [signal]
 
     def write(self, signal: Signal, path: Path) -> None:
         write_audio(signal, path)

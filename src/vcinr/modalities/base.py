@@ -19,6 +19,10 @@ import torch
 from vcinr.signal import Signal
 
 
+class SkipFile(Exception):
+    """A file of a training set that gives no item (speech shorter than the clip); datasets count and report it."""
+
+
 class Modality(ABC):
     """A kind of data and its coordinate conventions (paper appendix A).
 
@@ -72,9 +76,13 @@ class Modality(ABC):
         """A grid's size for messages, as tools for this kind of data write it."""
         return "×".join(str(n) for n in grid)
 
-    def dataset_signal(self, path: Path, options: dict[str, Any]) -> Signal:
-        """One signal of a training set of its files, given the data section's options: the file as read."""
-        return self.read(path)
+    def dataset_signals(self, path: Path, options: dict[str, Any]) -> list[Signal]:
+        """The items one file of a training set gives, equally shaped, given the data section's options
+        (:attr:`dataset_options` with the defaults filled in); raises :class:`SkipFile` for none.
+
+        By default the file as read, whole.
+        """
+        return [self.read(path)]
 
     def duration(self, meta: dict, grid: tuple[int, ...]) -> float | None:
         """Seconds a signal lasts where its rate is given in kbps (audio); ``None``: rates in bits per point."""

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
 from vcinr.errors import InputError
-from vcinr.modalities.base import Modality
+from vcinr.modalities.base import Modality, SkipFile
 from vcinr.modalities.common import check_suffix, meta_number, reading, to_uint8, writing
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
@@ -122,12 +124,27 @@ class VideoModality(Modality):
     loss = "mse"
     in_dim = 3
     codecs = ("h264", "hevc", "av1")
+    # frames per clip, size (int or [H, W]: centre-crop to that aspect, then resize, as the paper does
+    # for UCF-101) and consecutive clips per file
+    dataset_options = MappingProxyType({"frames": 8, "size": 32, "clips_per_video": 1})
 
     def size_text(self, grid: tuple[int, ...]) -> str:
         return f"{grid[0]} frames of {grid[2]}×{grid[1]}" if len(grid) == 3 else super().size_text(grid)
 
     def read(self, path: Path) -> Signal:
         return read_video(path)
+
+    def dataset_signals(self, path: Path, options: dict[str, Any]) -> list[Signal]:
+        """``clips_per_video`` consecutive clips of ``frames`` frames resized to ``size`` (as many as the file has)."""
+        frames, clips, size = options["frames"], options["clips_per_video"], options["size"]
+        size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
+        signal = read_video(path, max_frames=frames * clips, size=size)
+        count = signal.grid_shape[0] // frames
+        if count == 0:
+            raise SkipFile(f"fewer than frames={frames} frames")
+        coords = grid_coordinates((frames, *signal.grid_shape[1:]), 0.0, 1.0)
+        return [Signal(signal.features[i * frames : (i + 1) * frames], coords, self.name, signal.meta)
+                for i in range(count)]
 
     def write(self, signal: Signal, path: Path) -> None:
         write_video(signal, path)
