@@ -33,7 +33,8 @@ class Modality(ABC):
         coord_range: ``(low, high)`` of the regular coordinate grid that patches of this
             modality use; ``None`` for modalities whose coordinates are not a regular grid
             (the sphere), which therefore cannot be patched.
-        loss: ``"mse"`` (PSNR) or ``"bce"`` (binary occupancy, scored by accuracy).
+        loss: the name of its :class:`~vcinr.meta.losses.Loss`: ``"mse"`` (scored by PSNR) or
+            ``"bce"`` (binary occupancy, scored by accuracy).
         in_dim: number of coordinate dimensions; ``None`` where it depends on the data (the
             generic ``array`` modality has one coordinate per array axis: use ``Signal.in_dim``).
         directory: items are folders rather than files (SRN scenes), so no suffix applies.
