@@ -127,3 +127,23 @@ def test_merge_target_filled_batch_by_batch_equals_merge_patches(grid, patch):
     merged = padded[tuple(slice(0, n) for n in grid)]
     assert torch.equal(merged, merge_patches(patches, grid, patch))
     assert torch.equal(merged, signal)
+
+
+def test_smooth_seams_leaves_smooth_content_and_halves_a_step_at_a_boundary():
+    from vcinr.patching import smooth_seams_
+
+    ramp = torch.linspace(0, 1, 12)
+    grid = (ramp[:, None] + 2 * ramp[None, :])[..., None].repeat(1, 1, 3)  # (12, 12, 3), linear
+    assert torch.allclose(smooth_seams_(grid.clone(), (4, 4)), grid, atol=1e-6)
+
+    stepped = grid.clone()
+    stepped[:, 8:] += 0.2  # a step exactly at the boundary between columns 7 | 8
+    smoothed = smooth_seams_(stepped.clone(), (4, 4))
+    slope = grid[0, 8, 0] - grid[0, 7, 0]
+    jump_before = stepped[:, 8] - stepped[:, 7]
+    jump_after = smoothed[:, 8] - smoothed[:, 7]
+    assert torch.allclose(jump_after - slope, (jump_before - slope) / 2, atol=1e-6)
+    untouched = [c for c in range(12) if c not in (3, 4, 7, 8)]
+    assert torch.equal(smoothed[:, untouched], stepped[:, untouched])
+    # one patch along an axis: nothing to smooth there
+    assert torch.equal(smooth_seams_(stepped.clone(), (12, 12)), stepped)

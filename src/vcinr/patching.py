@@ -113,3 +113,31 @@ def merge_target(grid_shape: Sequence[int], patch: Sequence[int], channels: int)
     d = len(patch)
     interleaved = padded.view(*[n for pair in zip(counts, patch) for n in pair], channels)  # (k0, p0, k1, p1, ..., C)
     return padded, interleaved.permute(*range(0, 2 * d, 2), *range(1, 2 * d, 2), 2 * d)
+
+
+def smooth_seams_(grid: torch.Tensor, patch: Sequence[int]) -> torch.Tensor:
+    """A deblocking filter: soften the step that independent patches leave at every boundary.
+
+    Patches are fitted independently, so their errors differ and meet as a step at each
+    boundary: the visible grid of a patched image, a click between audio patches.  Along each
+    axis, at each boundary between points ``p1 p0 | q0 q1``, the *excess* jump is the step
+    ``q0 − p0`` minus the mean slope on either side, ``((p0 − p1) + (q1 − q0)) / 2``; a quarter
+    of it moves ``p0`` up and ``q0`` down.  Smooth content is left as it was, so only the
+    seam changes; a true edge on a boundary keeps three quarters of its excess.  On held-out
+    Kodak this gains about 0.15 dB (docs/codec.md, "Seams"); wider or gated variants did worse.
+    ``grid`` is ``(*grid_shape, C)``; axes whose patch is shorter than 2 points, or that hold
+    one patch, are left alone.  Works in place (a decoder at the size limit has no room for a
+    copy; only the boundary slices are read out) and returns ``grid``.
+    """
+    for axis, p in enumerate(patch):
+        n = grid.shape[axis]
+        if p < 2 or n <= p:
+            continue
+        boundary = torch.arange(p, n - 1, p, device=grid.device)  # index of q0; q1 = boundary + 1 exists
+        if boundary.numel() == 0:
+            continue
+        p1, p0, q0, q1 = (grid.index_select(axis, boundary + k) for k in (-2, -1, 0, 1))
+        excess = (q0 - p0) - ((p0 - p1) + (q1 - q0)) / 2
+        grid.index_copy_(axis, boundary - 1, p0 + excess / 4)
+        grid.index_copy_(axis, boundary, q0 - excess / 4)
+    return grid

@@ -47,7 +47,7 @@ from vcinr.limits import MAX_VCI_BYTES, read_bounded
 from vcinr.meta.losses import Loss, get_loss
 from vcinr.meta.model import LoadedModel, load_model
 from vcinr.modalities import get_modality, read_signal, write_signal
-from vcinr.patching import merge_target, patch_count, patch_mask, split_patches
+from vcinr.patching import merge_target, patch_count, patch_mask, smooth_seams_, split_patches
 from vcinr.schema import DECODE_BATCH
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 from vcinr.storage import atomic_write_bytes
@@ -317,6 +317,7 @@ def decode_bytes(data: bytes, loaded: LoadedModel, name: str = "bitstream",
         with single_thread() as workers:
             store_batches(decode, phi_hat, workers, store)
         features = padded[tuple(slice(0, n) for n in grid)]
+        smooth_seams_(features, item_shape).clamp_(0.0, 1.0)  # the patch grid's seams (patching.smooth_seams_)
         grid_coords = grid_coordinates(grid, *spec.coord_range)
     try:
         signal = Signal(features.contiguous(), grid_coords, spec.modality, header.meta)
