@@ -106,3 +106,30 @@ def test_every_subcommand_has_help():
         assert proc.returncode == 0 and "usage: vcinr" in proc.stdout
     version = subprocess.run([sys.executable, "-m", "vcinr", "--version"], capture_output=True, text=True)
     assert version.stdout.startswith("vcinr ")
+
+
+def test_init_starts_from_another_models_weights_and_refuses_another_network(tmp_path, capsys):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["train", "--config", str(tiny_config(tmp_path, steps=9)), "--out", str(first), "--quiet"]) == 0
+    assert main(["train", "--config", str(tiny_config(tmp_path, steps=3)), "--out", str(second), "--init", str(first),
+                 "--quiet"]) == 0
+    def val(run):
+        return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "val_psnr" in line]
+    # the second run's untrained baseline is the first run's final model, not a fresh initialisation
+    assert val(second)[0]["val_psnr"] == pytest.approx(val(first)[-1]["val_psnr"], abs=1e-4)
+    capsys.readouterr()
+    wider = tmp_path / "wider"
+    assert main(["train", "--config", str(tiny_config(tmp_path, steps=3, width=24)), "--out", str(wider),
+                 "--init", str(first), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "differs from this config" in err and len(err.splitlines()) == 1
+
+
+def test_a_run_recorded_before_an_option_existed_still_resumes(tmp_path):
+    out = tmp_path / "run"
+    config = tiny_config(tmp_path, steps=3)
+    assert main(["train", "--config", str(config), "--out", str(out), "--quiet"]) == 0
+    recorded = json.loads((out / "train_config.json").read_text())
+    del recorded["train"]["init_from"]  # as written by a vcinr without train.init_from
+    (out / "train_config.json").write_text(json.dumps(recorded))
+    assert main(["train", "--config", str(config), "--out", str(out), "--steps", "6", "--quiet"]) == 0

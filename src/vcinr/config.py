@@ -83,6 +83,9 @@ class TrainConfig:
     then stays (``decay: none``) or follows a cosine down to ``final_lr_fraction × outer_lr``
     at ``steps`` (``decay: cosine``): second-order meta-learning is most fragile in its first
     steps, when the adapted latents change fastest, and a decayed rate settles a long run.
+    ``init_from`` starts a new run from another model's weights (same architecture) with a
+    fresh optimiser and schedule: how a long training continues from committed weights when
+    its checkpoint (optimiser state included) is too large to keep.
     """
 
     steps: int = 1000
@@ -98,6 +101,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "cpu"
     time_budget: float | None = None
+    init_from: str | None = None  # a model directory whose weights start the run (a warm start)
 
 
 @dataclass

@@ -24,6 +24,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
         overrides["train.device"] = args.device
     if args.time_budget is not None:
         overrides["train.time_budget"] = args.time_budget
+    if args.init is not None:
+        overrides["train.init_from"] = str(args.init)
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -64,6 +66,8 @@ def add_train_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, help="outer steps, overriding train.steps")
     p.add_argument("--device", help="cpu or cuda[:N], overriding train.device")
     p.add_argument("--time-budget", type=float, help="stop after this many seconds of training")
+    p.add_argument("--init", type=Path, metavar="MODEL",
+                   help="start from this model's weights (same architecture; fresh optimiser and schedule)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override any config value, e.g. --set model.latent_dim=128 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -24,6 +24,7 @@ split between the ranks, and only rank 0 writes metrics, checkpoints and the mod
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -47,7 +48,7 @@ from vcinr.errors import ConfigError, Interrupted, ModelError
 from vcinr.limits import MAX_METRICS_BYTES, open_regular, parse_json, read_json
 from vcinr.meta.distributed import DistContext, distributed_context, world_size
 from vcinr.meta.metasgd import MetaINR, item_coords
-from vcinr.meta.model import WEIGHTS_FILE, ItemSpec, build_model, save_model
+from vcinr.meta.model import WEIGHTS_FILE, ItemSpec, build_model, load_model, save_model
 from vcinr.meta.performance import (compile_requested, keep_freed_memory, meta_backward, meta_loss_function,
                                     step_workers)
 from vcinr.meta.quality import SignalQuality
@@ -247,12 +248,26 @@ def _check_same_run(out: Path, config: Config, write: bool, resuming: bool) -> N
         atomic_write_bytes(saved, current.encode())
 
 
+def _warm_start(model: MetaINR, directory: Path) -> None:
+    """Copy a trained model's weights into ``model`` (``train.init_from``); the architectures must match."""
+    source = load_model(directory).model
+    mine, theirs = model.state_dict(), source.state_dict()
+    mismatch = sorted(k for k in mine.keys() | theirs.keys()
+                      if k not in mine or k not in theirs or mine[k].shape != theirs[k].shape)
+    if mismatch:
+        raise ConfigError(f"train.init_from {directory}: its network differs from this config's "
+                          f"({len(mismatch)} tensors, e.g. {mismatch[0]})")
+    model.load_state_dict(theirs)
+
+
 def _same_run(recorded: Any, current: dict[str, Any]) -> bool:
     """Whether a recorded config (any JSON: the file may be damaged) differs from ``current`` only as a resume may."""
     if not isinstance(recorded, dict) or not isinstance(recorded.get("train"), dict):
         return False
     ignore = ("steps", "time_budget", "device")
-    resumable = lambda c: {**c, "train": {k: v for k, v in c["train"].items() if k not in ignore}}  # noqa: E731
+    defaults = dataclasses.asdict(TrainConfig())  # options added since a run started were at their defaults
+    resumable = lambda c: {**c, "train": {k: v for k, v in {**defaults, **c["train"]}.items()  # noqa: E731
+                                          if k not in ignore}}
     return resumable(recorded) == resumable(current)
 
 
@@ -340,6 +355,8 @@ def _train(config: Config, out: Path, progress: bool, ctx: DistContext) -> Train
     log = (lambda record: _log(metrics_path, record)) if ctx.is_main else (lambda record: None)
 
     evaluate_now = lambda: evaluate(model, test_items, t.eval_items, t.batch_size, device=device, ctx=ctx)  # noqa: E731
+    if not checkpoint.exists() and t.init_from is not None:
+        _warm_start(model, Path(t.init_from))
     if checkpoint.exists():
         scalars = checkpoint.load(model, optimizer, sampler)
         step, elapsed, initial = scalars["step"], scalars["elapsed"], scalars["initial"]
