@@ -42,7 +42,7 @@ from runinfo import Stopwatch, machine, utc_now
 from vcinr.codec import entropy
 from vcinr.codec.bitstream import Header, pack
 from vcinr.codec.codecs import latent_stats
-from vcinr.codec.fit import FitSettings, compute_latents, fit_codecs, quality_of
+from vcinr.codec.fit import FitSettings, fit_codecs
 from vcinr.codec.levels import list_levels, load_level
 from vcinr.data import load_items
 from vcinr.evaluate.bdrate import bd_psnr, bd_rate
@@ -68,13 +68,13 @@ def level_points(model_dir: Path, test_images: int) -> tuple[float, list[dict]]:
     model = loaded.model
     coords, features = flat_items(load_items(loaded.config.data, "test"))
     features = features[:test_images]
-    latents = compute_latents(model, coords, features, progress=False)
+    latents = model.encode(coords, features)
     pixels = coords.shape[0]
 
     def psnr(code: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
             pred = torch.round(model.decode(coords, code).clamp(0, 1) * 255) / 255  # as decompress writes it
-        return quality_of(model, pred, features)
+        return model.loss.quality(model.loss.feature_errors(pred, features).flatten(1).mean(1))
 
     ceiling = float(psnr(latents).mean())
     spec = loaded.spec
@@ -114,7 +114,7 @@ def transform_coding_headroom(model_dir: Path, items: int = 512, probes: int = 8
     model = loaded.model
     cfg = dataclasses.replace(loaded.config.data, max_items=items)
     coords, features = flat_items(load_items(cfg, "train"))
-    phi = compute_latents(model, coords, features, progress=False)
+    phi = model.encode(coords, features)
     mean, std = latent_stats(phi)
     x = (phi - mean) / std
     eig = torch.linalg.eigvalsh(torch.corrcoef(x.T.double())).clamp_min(1e-12)

@@ -115,11 +115,11 @@ def test_transform_coder_shapes_and_noise_vs_rounding():
 
 
 def test_trained_transform_coder_estimate_matches_the_coded_size(tiny_cifar_model):
-    from vcinr.codec.fit import _load_training_items, compute_latents, train_transform_coder, FitSettings
+    from vcinr.codec.fit import _load_training_items, train_transform_coder, FitSettings
 
     loaded = load_model(tiny_cifar_model)
     _, coords, features = _load_training_items(loaded, None, 48)
-    latents = compute_latents(loaded.model, coords, features, progress=False)
+    latents = loaded.model.encode(coords, features)
     settings = FitSettings(lambdas=(0.01,), steps=30, lr=3e-3, batch_size=16)
     coder, start = train_transform_coder(loaded.model, coords, latents, features, 0.01, settings, progress=False)
     assert start == 0

@@ -18,13 +18,12 @@ from vcinr.data import load_items
 
 
 def _setup(model_dir: Path, level_name: str = "3", items: int = 24):
-    from vcinr.codec.fit import compute_latents
 
     loaded = load_model(model_dir)
     level = load_level(loaded, level_name)
     coords, features = flat_items(load_items(loaded.config.data, "test"))
     features = features[:items]
-    phi = compute_latents(loaded.model, coords, features, progress=False)
+    phi = loaded.model.encode(coords, features)
     return loaded, level, coords, features, phi
 
 

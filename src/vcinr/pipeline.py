@@ -38,7 +38,6 @@ import torch
 
 from vcinr.codec import entropy
 from vcinr.codec.bitstream import Header, fingerprint_prefix, pack, short, unpack
-from vcinr.codec.fit import compute_latents
 from vcinr.codec.search import SearchSettings, level_symbols
 from vcinr.codec.levels import QualityLevel, find_level_by_fingerprint, load_level
 from vcinr.errors import BitstreamError, InputError
@@ -226,7 +225,7 @@ def encode_signal(signal: Signal, loaded: LoadedModel, level: QualityLevel, prog
             raise InputError(f"{name}: its coordinates differ from those the model was trained on")
         patches = signal.features[None]
     features = patches.reshape(patches.shape[0], -1, spec.out_dim).float()
-    phi = compute_latents(model, layout.coords, features, BATCH, progress, "encode (inner loop)")
+    phi = model.encode(layout.coords, features, BATCH, progress, "encode (inner loop)")
     mask = patch_mask(grid, item_shape).flatten(1) if layout.patched else None
     symbols = level_symbols(model, level.codec, level.record.get("lambda"), layout.coords, features, phi, mask,
                             search, BATCH, progress)

@@ -1,7 +1,7 @@
 """``vcinr fit-codec``: fit the quality levels of a trained model (Algorithm 2, appendix D).
 
-1. Compute the latents φ of the model's training items with the frozen INR (Meta-SGD inner
-   loop, no meta-gradient), cached in ``codecs/latents.safetensors``.
+1. Encode the model's training items to their latents φ (:meth:`MetaINR.encode`: the frozen
+   Meta-SGD inner loop, no meta-gradient), cached in ``codecs/latents.safetensors``.
 2. One *uniform* level per bit depth (COIN++ baseline): train-set statistics and symbol
    histograms, no training.
 3. One *learned* level per λ: a transform coder trained on
@@ -46,7 +46,7 @@ from vcinr.codec.levels import (
 )
 from vcinr.errors import ConfigError, InputError, ModelError
 from vcinr.limits import MAX_WEIGHTS_BYTES, open_regular, read_json
-from vcinr.meta.metasgd import MetaINR
+from vcinr.meta.metasgd import MetaINR, item_coords
 from vcinr.meta.model import LoadedModel, load_model
 from vcinr.storage import atomic_save_tensors, atomic_write_bytes, load_state, save_state
 
@@ -135,38 +135,6 @@ class FitResult:
     levels: list[LevelResult] = field(default_factory=list)
 
 
-# --- latents ----------------------------------------------------------------------------------
-
-
-def compute_latents(model: MetaINR, coords: torch.Tensor, features: torch.Tensor, batch_size: int = 64,
-                    progress: bool = True, desc: str = "latents") -> torch.Tensor:
-    """φ ``(num_items, D)`` of items ``features (num_items, N, C)`` by the frozen inner loop.
-
-    ``coords`` are shared ``(N, in_dim)`` or per item ``(num_items, N, in_dim)`` (scenes).
-    """
-    out = []
-    with torch.no_grad():
-        for start in tqdm(range(0, features.shape[0], batch_size), desc=desc, unit="batch",
-                          disable=not progress, leave=False):
-            batch = slice(start, start + batch_size)
-            state = model.adapt(coords[batch] if coords.dim() == 3 else coords, features[batch])
-            out.append(model.conditioning.code(state).detach())
-    return torch.cat(out)
-
-
-def decode_raw(model: MetaINR, coords: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
-    """Network output for latents φ — logits for occupancy models (``model.decode`` applies the sigmoid)."""
-    return model.render(coords, model.conditioning.modulations_from_code(code))
-
-
-def quality_of(model: MetaINR, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Per-item PSNR (dB, on [0, 1]-clamped features) or voxel accuracy, from ``model.decode`` output."""
-    if model.loss == "bce":
-        return ((pred >= 0.5).float() == target).float().flatten(1).mean(1)
-    mse = (pred.clamp(0, 1) - target).square().flatten(1).mean(1)
-    return -10.0 * torch.log10(mse.clamp_min(1e-12))
-
-
 @dataclass
 class HeldOut:
     """Whole held-out signals that quality levels are scored on: their items and latents φ."""
@@ -186,7 +154,7 @@ def evaluate_codec(model: MetaINR, codec: LatentCodec, held_out: HeldOut, batch_
     ``compress`` reports adds the container bytes and the writer's rounding (8-bit pixels).
     """
     from vcinr.meta.quality import SignalQuality
-    from vcinr.meta.training import flat_items, item_coords
+    from vcinr.meta.training import flat_items
     from vcinr.modalities import get_modality
 
     items = held_out.items
@@ -200,7 +168,7 @@ def evaluate_codec(model: MetaINR, codec: LatentCodec, held_out: HeldOut, batch_
             batch = slice(start, start + batch_size)
             symbols = codec.to_symbols(held_out.latents[batch])
             bits += codec.estimated_bits(symbols)
-            logits = decode_raw(model, item_coords(coords, batch), codec.from_symbols(symbols))
+            logits = model.decode_raw(item_coords(coords, batch), codec.from_symbols(symbols))
             quality.add(logits, features[batch], files[batch], mask[batch] if mask is not None else None)
     points = float(mask.sum()) if mask is not None else float(features.shape[0] * features.shape[1])
     return {"bpp": bits / points, **quality.result()}
@@ -256,8 +224,7 @@ def _held_out(loaded: LoadedModel, cfg, settings: FitSettings, progress: bool) -
         point_mask=items.point_mask[:count] if items.point_mask is not None else None,
         query_features=None, query_coords=None)
     coords, features = flat_items(items)
-    latents = compute_latents(loaded.model, coords, features, settings.latent_batch, progress,
-                              f"latents of {split} signals")
+    latents = loaded.model.encode(coords, features, settings.latent_batch, progress, f"latents of {split} signals")
     return HeldOut(items, latents, split)
 
 
@@ -275,7 +242,7 @@ def _cached_latents(loaded: LoadedModel, data_key: dict, coords, features, setti
                     return latents
         except (ModelError, SafetensorError, KeyError, OSError):
             pass
-    latents = compute_latents(loaded.model, coords, features, settings.latent_batch, progress, "latents of training items")
+    latents = loaded.model.encode(coords, features, settings.latent_batch, progress, "latents of training items")
     atomic_save_tensors({"latents": latents}, tensor_path)
     atomic_write_bytes(meta_path, json.dumps(key).encode())
     return latents
@@ -343,11 +310,11 @@ def distortion_gain(model: MetaINR, coords: torch.Tensor, latents: torch.Tensor,
     idx = torch.randint(0, latents.shape[0], (min(items, latents.shape[0]),), generator=generator)
     phi = latents[idx]
     noise = torch.randn(phi.shape, generator=generator) * scale * std
-    item_coords = coords[idx] if coords.dim() == 3 else coords
+    points = item_coords(coords, idx)
     with torch.no_grad():
-        reference = model.decode(item_coords, phi)  # features: the loss's targets
-        base = model.item_loss(decode_raw(model, item_coords, phi), reference)
-        moved = model.item_loss(decode_raw(model, item_coords, phi + noise), reference)
+        reference = model.decode(points, phi)  # features: the loss's targets
+        base = model.item_loss(model.decode_raw(points, phi), reference)
+        moved = model.item_loss(model.decode_raw(points, phi + noise), reference)
     return max(float((moved - base).mean()) / scale**2, 1e-12)
 
 
@@ -398,9 +365,8 @@ def train_transform_coder(model: MetaINR, coords: torch.Tensor, latents: torch.T
             distortion = gain * (coder.g_s(z_tilde) - x).square().mean(1)
         else:
             phi_tilde, likelihoods = coder(latents[idx], "noise")
-            item_coords, target = model.subsample(coords[idx] if coords.dim() == 3 else coords, features[idx],
-                                                  sampler, max_points)
-            distortion = model.item_loss(decode_raw(model, item_coords, phi_tilde), target)
+            sampled, target = model.subsample(item_coords(coords, idx), features[idx], sampler, max_points)
+            distortion = model.item_loss(model.decode_raw(sampled, phi_tilde), target)
         bpp = -torch.log2(likelihoods).sum(1) / points
         loss = (bpp + lam * DISTORTION_SCALE * distortion).mean()
         opts["opt"].zero_grad(set_to_none=True)
@@ -491,4 +457,4 @@ def fit_codecs(model_dir: str | Path, data: str | Path | None = None, settings: 
 
 
 __all__ = ["DEFAULT_BITS", "DEFAULT_LAMBDAS", "FitResult", "FitSettings", "LevelResult",
-           "compute_latents", "decode_raw", "distortion_gain", "evaluate_codec", "fit_codecs", "quality_of", "train_transform_coder"]
+           "distortion_gain", "evaluate_codec", "fit_codecs", "train_transform_coder"]

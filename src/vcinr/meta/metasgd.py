@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+from tqdm import tqdm
 
 from vcinr.inr import noise
 from vcinr.inr.conditioning import Conditioning
@@ -84,12 +85,33 @@ class MetaINR(nn.Module):
         """Raw network output (features, or occupancy logits) ``(B, N, C)``."""
         return self.render(coords, self.conditioning.modulations(state, stochastic), stochastic)
 
+    def encode(self, coords: torch.Tensor, targets: torch.Tensor, batch_size: int = 64, progress: bool = False,
+               desc: str = "encode") -> torch.Tensor:
+        """The latents φ ``(B, D)`` a codec stores for items ``targets (B, N, C)``: the inverse of :meth:`decode`.
+
+        The inner loop from φ0 with the frozen network (no meta-gradient), ``batch_size`` items
+        at a time.  The batches are part of the result — the fixed-seed point subsample of
+        :meth:`subsample` is drawn per batch — so encoders that must give the same bytes keep
+        ``batch_size`` fixed.  ``coords`` are shared ``(N, in_dim)`` or per item ``(B, N, in_dim)``.
+        """
+        out = []
+        with torch.no_grad():
+            for start in tqdm(range(0, targets.shape[0], batch_size), desc=desc, unit="batch",
+                              disable=not progress, leave=False):
+                batch = slice(start, start + batch_size)
+                out.append(self.conditioning.code(self.adapt(item_coords(coords, batch), targets[batch])))
+        return torch.cat(out)
+
+    def decode_raw(self, coords: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
+        """Raw network output for latents φ (logits for occupancies): what losses and codec fitting compare."""
+        return self.render(coords, self.conditioning.modulations_from_code(code))
+
     def decode(self, coords: torch.Tensor, code: torch.Tensor) -> torch.Tensor:
         """Features reconstructed from stored latents φ̂ (what the decoder runs), ``(B, N, C)``."""
         chunks = self._chunks(coords, code.shape[0])
         if chunks is not None:
             return torch.cat([self.decode(c, code[i]) for i, c in chunks])
-        return self.loss.features(self.render(coords, self.conditioning.modulations_from_code(code)))
+        return self.loss.features(self.decode_raw(coords, code))
 
     def _chunks(self, coords: torch.Tensor, batch: int) -> list[tuple[slice, torch.Tensor]] | None:
         """Chunks of items for work without autograd; ``None`` when one chunk will do."""
