@@ -11,10 +11,10 @@ Scenes (SRN layout, :mod:`vcinr.modalities.scene`) are items whose coordinates a
 every pixel's camera ray — so their :class:`ItemSet` holds per-item ``coords`` and, for the
 test split, the held-out ``query`` views that evaluation renders (novel views).
 
-A registered modality without a kind of its own here (audio, video, a plug-in: see
-:func:`vcinr.modalities.register_modality`) is a kind too: the files of that modality below
-``path``, each giving the items the modality reads from it
-(:meth:`~vcinr.modalities.base.Modality.dataset_signals`), with the options it declares.
+Every other kind is a registered modality's (:data:`vcinr.modalities.DATA_KINDS`, see
+:mod:`vcinr.modalities.datasets`): how its source splits into units, what whole signals each
+unit gives and which options it takes.  This module only assembles them — split, cap, patch,
+mix — the same way for every kind.
 
 Splits: CIFAR-10 has its own train/test split; scenes use ``train``/``test`` (or ``*_train``/
 ``*_test``) sub-folders when there are such.  Every other source is split by sorted name —
@@ -26,11 +26,8 @@ Loading is CPU-only and deterministic given ``seed``.
 
 from __future__ import annotations
 
-import functools
 import logging
-import math
 from collections import Counter
-from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -40,33 +37,18 @@ import torch
 from tqdm import tqdm
 
 from vcinr.errors import ConfigError, InputError
-from vcinr.limits import MAX_ARRAY_BYTES, read_bounded
-from vcinr.modalities import MODALITIES, get_modality
+from vcinr.modalities import DATA_KINDS, get_modality
 from vcinr.modalities.base import SkipFile
-from vcinr.modalities.array import array_signal, read_array
-from vcinr.modalities.common import load_npz, reading
-from vcinr.modalities.image import read_image
+from vcinr.modalities.datasets import DataKind, check_counts, check_size, option_integer, split_units
 from vcinr.modalities.scene import is_scene_dir, read_scene
-from vcinr.modalities.sphere import SphereFields, load_sphere, sphere_coords
-from vcinr.modalities.voxels import read_voxels, rescale_occupancy, voxelize_mesh
 from vcinr.patching import patch_mask, split_patches
-from vcinr.signal import MAX_POINTS, grid_coordinates
+from vcinr.signal import grid_coordinates
 
 log = logging.getLogger(__name__)
 
-# Kind-specific options and their defaults (``None``: off unless given).
-OPTION_DEFAULTS: dict[str, dict[str, Any]] = {
-    "cifar10": {},
-    "images": {"random_crops_per_image": 0},
-    "sphere": {},
-    "voxels": {"resolution": None, "threshold": None, "scale_augment": 0},
-    "array": {},
-    "scenes": {"views": None, "size": None, "query_views": 8, "rays_per_item": 256, "samples": 32,
-               "near": 0.8, "far": 1.8, "view_dirs": False},
-}
-_MESH_RESOLUTION = 32  # voxels.resolution for PLY meshes when not given
-_COUNTS = ("random_crops_per_image", "scale_augment", "frames", "clips_per_video", "rays_per_item", "samples",
-           "resolution", "views", "query_views")
+# The options of scenes, the one kind assembled here (``None``: off unless given).
+SCENE_OPTIONS: dict[str, Any] = {"views": None, "size": None, "query_views": 8, "rays_per_item": 256, "samples": 32,
+                                 "near": 0.8, "far": 1.8, "view_dirs": False}
 
 
 @dataclass
@@ -112,8 +94,8 @@ class ItemSet:
 class DataConfig:
     """The ``data`` section of a config; field names are the YAML keys.
 
-    ``options`` per kind (defaults in :data:`OPTION_DEFAULTS`, or the modality's own
-    ``dataset_options`` for a kind that is a modality: audio, video):
+    ``options`` per kind, with the defaults of the kind (:class:`~vcinr.modalities.datasets.DataKind`
+    ``options``; for a modality's own files its ``dataset_options``):
 
     * images: ``random_crops_per_image`` — for the train split, take this many random
       ``patch``-sized crops per image instead of tiling it (paper: Div2K → Kodak).
@@ -147,19 +129,20 @@ class DataConfig:
     mix: list[dict] | None = None
 
     def __post_init__(self) -> None:
-        known = _option_defaults(self.kind)
+        kind = _kind(self.kind)
+        known = SCENE_OPTIONS if kind is None else kind.options
         if self.patch is not None:
             if not isinstance(self.patch, (list, tuple)):
                 raise ConfigError(f"data.patch must be a list of sizes, got {self.patch!r}")
-            self.patch = [_integer(f"data.patch[{i}]", p, minimum=1) for i, p in enumerate(self.patch)]
+            self.patch = [option_integer(f"data.patch[{i}]", p, minimum=1) for i, p in enumerate(self.patch)]
             if not self.patch:
                 raise ConfigError("data.patch must list at least one size (or be omitted)")
         if self.max_items is not None:
-            self.max_items = _integer("data.max_items", self.max_items, minimum=1)
+            self.max_items = option_integer("data.max_items", self.max_items, minimum=1)
         fraction = self.test_fraction
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
             raise ConfigError(f"data.test_fraction must be in [0, 1], got {self.test_fraction}")
-        self.seed = _integer("data.seed", self.seed, minimum=0)
+        self.seed = option_integer("data.seed", self.seed, minimum=0)
         if not isinstance(self.options, dict):
             raise ConfigError(f"data.options must be a mapping, got {self.options!r}")
         unknown = sorted(set(self.options) - set(known))
@@ -167,25 +150,21 @@ class DataConfig:
             names = ", ".join(known) or "none"
             raise ConfigError(f"unknown data.options {', '.join(unknown)} for kind {self.kind} (known: {names})")
         self.options = {**known, **self.options}
-        _check_options(self.kind, self.options)
-        crops = self.options.get("random_crops_per_image")
-        if crops and self.patch is None:
-            raise ConfigError("data.options.random_crops_per_image needs data.patch (the crop size)")
-        if crops and crops * math.prod(self.patch) > MAX_POINTS:  # one image's crops are one allocation
-            raise ConfigError(f"data.options.random_crops_per_image: {crops} crops of {self.patch} are more than "
-                              f"{MAX_POINTS} points per image")
+        if kind is None:
+            _check_scene_options(self.options)
+        else:
+            kind.check_options(self.options, self.patch)
         if self.mix is not None:
             self.mix = [_mixed_source(i, source) for i, source in enumerate(self.mix)]
 
 
-def _option_defaults(kind: str) -> dict[str, Any]:
-    """The options of data ``kind`` with their defaults: a kind's of this module, or a registered modality's."""
-    if kind in OPTION_DEFAULTS:
-        return OPTION_DEFAULTS[kind]
-    if kind in MODALITIES and not MODALITIES[kind].directory:
-        return dict(MODALITIES[kind].dataset_options)
-    kinds = [*OPTION_DEFAULTS, *(m for m in MODALITIES if m not in OPTION_DEFAULTS and not MODALITIES[m].directory)]
-    raise ConfigError(f"data.kind must be one of {', '.join(kinds)}, got {kind!r}")
+def _kind(name: str) -> DataKind | None:
+    """The registered data kind called ``name``; ``None`` for scenes, which this module assembles itself."""
+    if name == "scenes":
+        return None
+    if name not in DATA_KINDS:
+        raise ConfigError(f"data.kind must be one of {', '.join([*DATA_KINDS, 'scenes'])}, got {name!r}")
+    return DATA_KINDS[name]
 
 
 def _mixed_source(index: int, source: Any) -> dict:
@@ -206,246 +185,23 @@ def _mixed_source(index: int, source: Any) -> dict:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _integer(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _check_options(kind: str, options: dict[str, Any]) -> None:
-    """Type/range checks of the kind-specific options (they arrive untyped from YAML).
-
-    Counts are capped at ``MAX_POINTS`` and so are the points one item implies (a voxel grid,
-    a view, the crops of one image), because the loader allocates them before any file is
-    read: ``scale_augment: 1e12`` used to build a list of 10^12 units.
-    """
-    for name in ("random_crops_per_image", "scale_augment"):
-        if name in options:
-            _integer(f"data.options.{name}", options[name], minimum=0)
-    for name in ("frames", "clips_per_video", "rays_per_item", "samples"):
-        if name in options:
-            _integer(f"data.options.{name}", options[name], minimum=1)
-    for name in ("resolution", "views"):
-        if options.get(name) is not None:
-            _integer(f"data.options.{name}", options[name], minimum=1)
-    if "query_views" in options:
-        _integer("data.options.query_views", options["query_views"], minimum=0)
-    for name in _COUNTS:
-        if isinstance(options.get(name), int) and options[name] > MAX_POINTS:
-            raise ConfigError(f"data.options.{name} must be at most {MAX_POINTS}, got {options[name]}")
-    if options.get("resolution") is not None and options["resolution"] ** 3 > MAX_POINTS:
-        raise ConfigError(f"data.options.resolution must give at most {MAX_POINTS} voxels, got "
-                          f"{options['resolution']}^3")
-    if "near" in options:
-        for name in ("near", "far"):
-            value = options[name]
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                raise ConfigError(f"data.options.{name} must be a number >= 0, got {value!r}")
-        if options["near"] >= options["far"]:
-            raise ConfigError("data.options.near must be smaller than data.options.far")
-    if not isinstance(options.get("view_dirs", False), bool):
+def _check_scene_options(options: dict[str, Any]) -> None:
+    """Type/range checks of the scene options (they arrive untyped from YAML)."""
+    check_counts(options, 1, "rays_per_item", "samples", "views")
+    check_counts(options, 0, "query_views")
+    for name in ("near", "far"):
+        value = options[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ConfigError(f"data.options.{name} must be a number >= 0, got {value!r}")
+    if options["near"] >= options["far"]:
+        raise ConfigError("data.options.near must be smaller than data.options.far")
+    if not isinstance(options["view_dirs"], bool):
         raise ConfigError(f"data.options.view_dirs must be true or false, got {options['view_dirs']!r}")
-    if "clip_seconds" in options:
-        value = options["clip_seconds"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise ConfigError(f"data.options.clip_seconds must be a positive number, got {value!r}")
-    threshold = options.get("threshold")
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
-        raise ConfigError(f"data.options.threshold must be a number, got {threshold!r}")
-    if "size" in options and not (kind == "scenes" and options["size"] is None):
-        size = options["size"]
-        sizes = size if isinstance(size, (list, tuple)) else [size]
-        if len(sizes) not in (1, 2):
-            raise ConfigError(f"data.options.size must be an integer or [H, W], got {size!r}")
-        for s in sizes:
-            _integer("data.options.size", s, minimum=1)
-        if sizes[0] * sizes[-1] > MAX_POINTS:  # an int size means size x size
-            raise ConfigError(f"data.options.size must give at most {MAX_POINTS} pixels per frame, got {size!r}")
+    if options["size"] is not None:
+        check_size(options)
 
 
 # --- per-kind sources ------------------------------------------------------------------------
-
-
-@dataclass
-class _Batch:
-    """Whole signals from one unit (a file, a field, a shape copy) before patching."""
-
-    features: torch.Tensor  # (k, *grid, C)
-    coords: torch.Tensor  # (*grid, in_dim)
-
-
-def _split(units: Sequence, cfg: DataConfig, split: str, what: str) -> list:
-    """The train (first) or test (last ``test_fraction``) part of ``units``, in order."""
-    n = len(units)
-    n_test = round(n * cfg.test_fraction)
-    if cfg.test_fraction > 0:
-        n_test = max(n_test, 1)
-    part = list(units[: n - n_test] if split == "train" else units[n - n_test :])
-    if not part:
-        raise InputError(
-            f"{cfg.path}: the {split} split is empty ({n} {what}, test_fraction {cfg.test_fraction}); "
-            "add data or change data.test_fraction"
-        )
-    return part
-
-
-def _files(root: Path, suffixes: Sequence[str], what: str) -> list[Path]:
-    """``root`` itself, or every non-hidden file with one of ``suffixes`` below it, sorted."""
-    if root.is_file():
-        if root.suffix.lower() not in suffixes:
-            raise InputError(f"{root}: not a {what} file (expected {', '.join(suffixes)})")
-        return [root]
-    files = sorted(
-        p
-        for p in root.rglob("*")
-        if p.is_file()
-        and p.suffix.lower() in suffixes
-        and not any(part.startswith(".") for part in p.relative_to(root).parts)
-    )
-    if not files:
-        raise InputError(f"{root}: no {what} files ({', '.join(suffixes)}) found")
-    return files
-
-
-def _pixels(images: np.ndarray) -> _Batch:
-    """uint8 ``(N, H, W, C)`` → features in ``[0, 1]`` on the image coordinate grid."""
-    features = torch.from_numpy(images.astype(np.float32) / 255.0)
-    return _Batch(features, grid_coordinates(images.shape[1:3], 0.0, 1.0))
-
-
-def _cifar_units(cfg: DataConfig, root: Path, split: str) -> list[Path]:
-    """``{train,test}.npz`` (shared/data layout) or the original ``cifar-10-batches-bin``."""
-    npz = root / f"{split}.npz"
-    if npz.is_file():
-        return [npz]
-    binary = root / "cifar-10-batches-bin" if (root / "cifar-10-batches-bin").is_dir() else root
-    pattern = "data_batch_*.bin" if split == "train" else "test_batch.bin"
-    files = sorted(binary.glob(pattern))
-    if not files:
-        raise InputError(f"{root}: no CIFAR-10 {split} data ({split}.npz or cifar-10-batches-bin/{pattern})")
-    return files
-
-
-def _cifar_load(cfg: DataConfig, unit: Path, split: str, rng: np.random.Generator) -> _Batch:
-    if unit.suffix == ".npz":
-        with reading(unit, "CIFAR-10 npz"):
-            arrays = load_npz(unit)  # sizes checked before anything is inflated
-        if "images" not in arrays:
-            raise InputError(f"{unit}: no 'images' array")
-        images = arrays["images"]
-        if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
-            raise InputError(f"{unit}: 'images' must be uint8 (N, 32, 32, 3), got {images.dtype} {images.shape}")
-        return _pixels(images)
-    raw = np.frombuffer(read_bounded(unit, MAX_ARRAY_BYTES, "CIFAR-10 binary batch", InputError), dtype=np.uint8)
-    if raw.size == 0 or raw.size % 3073:
-        raise InputError(f"{unit}: not a CIFAR-10 binary batch (size is not a multiple of 3073 bytes)")
-    # each record: 1 label byte, then 3072 bytes of channel-major 32x32 RGB
-    images = raw.reshape(-1, 3073)[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return _pixels(np.ascontiguousarray(images))
-
-
-def _file_units(modality: str) -> Callable[[DataConfig, Path, str], list]:
-    """Units = the files of ``modality`` below ``root``, split by sorted name."""
-
-    def units(cfg: DataConfig, root: Path, split: str) -> list[Path]:
-        return _split(_files(root, MODALITIES[modality].suffixes, modality), cfg, split, f"{modality} files")
-
-    return units
-
-
-def _images_load(cfg: DataConfig, unit: Path, split: str, rng: np.random.Generator) -> _Batch:
-    signal = read_image(unit)
-    crops = cfg.options["random_crops_per_image"]
-    if split != "train" or not crops:
-        return _Batch(signal.features[None], signal.coords)
-    (h, w), (ph, pw) = signal.grid_shape, cfg.patch
-    if ph > h or pw > w:
-        raise InputError(f"{unit}: image {h}x{w} is smaller than the crop {ph}x{pw}")
-    tops, lefts = rng.integers(0, h - ph + 1, crops), rng.integers(0, w - pw + 1, crops)
-    features = torch.stack([signal.features[t : t + ph, s : s + pw] for t, s in zip(tops, lefts)])
-    return _Batch(features, grid_coordinates((ph, pw), 0.0, 1.0))
-
-
-def _sphere_units(cfg: DataConfig, root: Path, split: str) -> list[tuple[Path, int]]:
-    files = _files(root, MODALITIES["sphere"].suffixes, "sphere")
-    fields = [(f, i) for f in files for i in range(len(_sphere_file(f).values))]
-    return _split(fields, cfg, split, "fields")
-
-
-@functools.lru_cache(maxsize=1)
-def _sphere_file(path: Path) -> SphereFields:  # consecutive units share a file: load it once
-    return load_sphere(path)
-
-
-def _sphere_load(cfg: DataConfig, unit: tuple[Path, int], split: str, rng: np.random.Generator) -> _Batch:
-    fields = _sphere_file(unit[0])
-    values = torch.from_numpy(fields.values[unit[1]][None, ..., None])
-    return _Batch(values, sphere_coords(fields.latitude, fields.longitude))
-
-
-_VOXEL_SUFFIXES = (*MODALITIES["voxels"].suffixes, ".ply")
-
-
-def _voxel_units(cfg: DataConfig, root: Path, split: str) -> list[tuple[Path, int]]:
-    """(file, copy) pairs; copy 0 is the shape itself, 1.. its scale-augmented versions.
-
-    Files are split when there are several (so copies of one shape never straddle the split);
-    a single file's copies are split among themselves.
-    """
-    files = _files(root, _VOXEL_SUFFIXES, "voxel")
-    copies = range(1 + cfg.options["scale_augment"])
-    if len(files) > 1:
-        return [(f, c) for f in _split(files, cfg, split, "voxel files") for c in copies]
-    return _split([(files[0], c) for c in copies], cfg, split, "copies of one shape (set data.options.scale_augment)")
-
-
-@functools.lru_cache(maxsize=1)
-def _voxel_file(path: Path, resolution: int | None, threshold: float | None) -> np.ndarray:
-    if path.suffix.lower() == ".ply":
-        return voxelize_mesh(path, resolution or _MESH_RESOLUTION)
-    occupancy = read_voxels(path, threshold).features[..., 0].numpy() > 0.5
-    if resolution and occupancy.shape != (resolution,) * 3:
-        factors = tuple(resolution / n for n in occupancy.shape)
-        occupancy = rescale_occupancy(occupancy, factors, (resolution,) * 3)
-    return occupancy
-
-
-def _voxel_load(cfg: DataConfig, unit: tuple[Path, int], split: str, rng: np.random.Generator) -> _Batch:
-    path, copy = unit
-    occupancy = _voxel_file(path, cfg.options["resolution"], cfg.options["threshold"])
-    if copy:
-        occupancy = rescale_occupancy(occupancy, tuple(rng.uniform(0.75, 1.25, 3)))
-    features = torch.from_numpy(occupancy.astype(np.float32)[None, ..., None])
-    return _Batch(features, grid_coordinates(occupancy.shape, 0.0, 1.0))
-
-
-def _array_units(cfg: DataConfig, root: Path, split: str) -> list[tuple[Path, int | None]]:
-    """A directory: one item per ``.npy``; a single ``.npy``: one item per leading-axis row."""
-    files = _files(root, MODALITIES["array"].suffixes, "array")
-    if root.is_dir():
-        return [(f, None) for f in _split(files, cfg, split, "array files")]
-    rows = len(_array_file(files[0]))
-    return _split([(root, i) for i in range(rows)], cfg, split, "rows of the array")
-
-
-@functools.lru_cache(maxsize=1)
-def _array_file(path: Path) -> np.ndarray:
-    with reading(path, "array"):
-        values = np.load(path, mmap_mode="r", allow_pickle=False)
-    if values.ndim < 2:
-        raise InputError(f"{path}: a single array file needs a leading item axis, got shape {values.shape}")
-    if 0 in values.shape[1:]:  # else the file's own bytes bound the rows, which become one unit each
-        raise InputError(f"{path}: its items are empty (shape {values.shape})")
-    return values
-
-
-def _array_load(cfg: DataConfig, unit: tuple[Path, int | None], split: str, rng: np.random.Generator) -> _Batch:
-    path, row = unit
-    if row is None:
-        signal = read_array(path)
-    else:
-        signal = array_signal(np.asarray(_array_file(path)[row]), f"{path}[{row}]")
-    return _Batch(signal.features[None], signal.coords)
 
 
 def _scene_dirs(cfg: DataConfig, root: Path, split: str) -> list[Path]:
@@ -462,7 +218,7 @@ def _scene_dirs(cfg: DataConfig, root: Path, split: str) -> list[Path]:
     scenes = sorted(d for d in root.iterdir() if is_scene_dir(d)) if root.is_dir() else []
     if not scenes:
         raise InputError(f"{root}: no SRN scene folders (with intrinsics.txt, rgb/ and pose/) found")
-    return _split(scenes, cfg, split, "scenes")
+    return split_units(scenes, cfg, split, "scenes")
 
 
 def _load_scenes(cfg: DataConfig, split: str) -> ItemSet:
@@ -492,32 +248,6 @@ def _load_scenes(cfg: DataConfig, split: str) -> ItemSet:
                    observation, options["rays_per_item"])
 
 
-@dataclass(frozen=True)
-class _Kind:
-    modality: str
-    units: Callable[[DataConfig, Path, str], list]
-    load: Callable[[DataConfig, Any, str, np.random.Generator], _Batch]
-
-
-_KINDS = {
-    "cifar10": _Kind("image", _cifar_units, _cifar_load),
-    "images": _Kind("image", _file_units("image"), _images_load),
-    "sphere": _Kind("sphere", _sphere_units, _sphere_load),
-    "voxels": _Kind("voxels", _voxel_units, _voxel_load),
-    "array": _Kind("array", _array_units, _array_load),
-}
-
-
-def _modality_kind(modality: str) -> _Kind:
-    """A registered modality's files as a kind: the items each gives (the modality reads them, with the options)."""
-
-    def load(cfg: DataConfig, unit: Path, split: str, rng: np.random.Generator) -> _Batch:
-        signals = MODALITIES[modality].dataset_signals(unit, cfg.options)
-        return _Batch(torch.stack([s.features for s in signals]), signals[0].coords)
-
-    return _Kind(modality, _file_units(modality), load)
-
-
 # --- assembly ------------------------------------------------------------------------------
 
 
@@ -541,7 +271,7 @@ def load_items(cfg: DataConfig, split: str) -> ItemSet:
         if not Path(cfg.path).exists():
             raise InputError(f"{cfg.path}: no such file or directory")
         return _load_scenes(cfg, split)
-    kind = _KINDS[cfg.kind] if cfg.kind in _KINDS else _modality_kind(cfg.kind)
+    kind = DATA_KINDS[cfg.kind]
     modality = get_modality(kind.modality)
     patch = tuple(cfg.patch) if cfg.patch else None
     if patch and modality.coord_range is None:
@@ -552,8 +282,7 @@ def load_items(cfg: DataConfig, split: str) -> ItemSet:
     if not root.exists():
         raise InputError(f"{root}: no such file or directory")
 
-    for cached in (_sphere_file, _voxel_file, _array_file):  # files may have changed since
-        cached.cache_clear()
+    kind.forget()  # files may have changed since
     units = kind.units(cfg, root, split)
     order = np.random.default_rng(cfg.seed).permutation(len(units)) if cfg.max_items else range(len(units))
     chunks: list[torch.Tensor] = []

@@ -17,6 +17,7 @@ from vcinr.modalities.array import ArrayModality
 from vcinr.modalities.audio import AudioModality
 from vcinr.modalities.base import Modality
 from vcinr.modalities.common import check_suffix
+from vcinr.modalities.datasets import DataKind
 from vcinr.modalities.image import ImageModality
 from vcinr.modalities.scene import SceneModality
 from vcinr.modalities.sphere import SphereModality
@@ -25,6 +26,7 @@ from vcinr.modalities.voxels import VoxelModality
 from vcinr.signal import Signal
 
 MODALITIES: dict[str, Modality] = {}
+DATA_KINDS: dict[str, DataKind] = {}  # data.kind -> its layout, from every registered modality's data_kinds()
 _BY_SUFFIX: dict[str, Modality] = {}
 
 
@@ -35,7 +37,12 @@ def register_modality(modality: Modality) -> Modality:
     """
     if modality.name in MODALITIES:
         raise ConfigError(f"a modality called {modality.name!r} is registered already")
+    kinds = modality.data_kinds()
+    taken = [kind.name for kind in kinds if kind.name in DATA_KINDS]
+    if taken:
+        raise ConfigError(f"a data kind called {taken[0]!r} is registered already")
     MODALITIES[modality.name] = modality
+    DATA_KINDS.update((kind.name, kind) for kind in kinds)
     for suffix in modality.suffixes:
         _BY_SUFFIX.setdefault(suffix, modality)
     return modality
@@ -88,5 +95,5 @@ def write_signal(signal: Signal, path: str | Path) -> None:
     chosen.write(signal, path)
 
 
-__all__ = ["MODALITIES", "Modality", "get_modality", "modality_for_path", "read_signal", "register_modality",
-           "write_signal"]
+__all__ = ["DATA_KINDS", "MODALITIES", "DataKind", "Modality", "get_modality", "modality_for_path", "read_signal",
+           "register_modality", "write_signal"]

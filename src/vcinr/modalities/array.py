@@ -10,6 +10,7 @@ precision for float arrays.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ from vcinr.modalities.common import (
     reading,
     writing,
 )
+from vcinr.modalities.datasets import Batch, DataKind, Source, find_files, split_units
 from vcinr.signal import Signal, grid_coordinates
 
 
@@ -64,6 +66,41 @@ def write_array(signal: Signal, path: Path) -> None:
         np.save(handle, values)
 
 
+@functools.lru_cache(maxsize=1)
+def _rows_file(path: Path) -> np.ndarray:
+    with reading(path, "array"):
+        values = np.load(path, mmap_mode="r", allow_pickle=False)
+    if values.ndim < 2:
+        raise InputError(f"{path}: a single array file needs a leading item axis, got shape {values.shape}")
+    if 0 in values.shape[1:]:  # else the file's own bytes bound the rows, which become one unit each
+        raise InputError(f"{path}: its items are empty (shape {values.shape})")
+    return values
+
+
+class ArraySet(DataKind):
+    """A directory: one item per ``.npy``; a single ``.npy``: one item per leading-axis row."""
+
+    name, modality = "array", "array"
+
+    def units(self, source: Source, root: Path, split: str) -> list[tuple[Path, int | None]]:
+        files = find_files(root, ArrayModality.suffixes, "array")
+        if root.is_dir():
+            return [(f, None) for f in split_units(files, source, split, "array files")]
+        rows = len(_rows_file(files[0]))
+        return split_units([(root, i) for i in range(rows)], source, split, "rows of the array")
+
+    def load(self, source: Source, unit: tuple[Path, int | None], split: str, rng: np.random.Generator) -> Batch:
+        path, row = unit
+        if row is None:
+            signal = read_array(path)
+        else:
+            signal = array_signal(np.asarray(_rows_file(path)[row]), f"{path}[{row}]")
+        return Batch(signal.features[None], signal.coords)
+
+    def forget(self) -> None:
+        _rows_file.cache_clear()
+
+
 class ArrayModality(Modality):
     name = "array"
     suffixes = (".npy",)
@@ -71,6 +108,9 @@ class ArrayModality(Modality):
     coord_range = (0.0, 1.0)
     loss = "mse"
     in_dim = None  # one coordinate per array axis
+
+    def data_kinds(self) -> list[DataKind]:
+        return [ArraySet()]
 
     def read(self, path: Path) -> Signal:
         return read_array(path)

@@ -22,7 +22,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from vcinr.errors import InputError
+from vcinr.errors import ConfigError, InputError
 from vcinr.modalities.base import Modality, SkipFile
 from vcinr.modalities.common import check_suffix, reading, writing
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
@@ -110,6 +110,11 @@ class AudioModality(Modality):
 
     def read(self, path: Path) -> Signal:
         return read_audio(path)
+
+    def check_dataset_options(self, options: dict[str, Any]) -> None:
+        value = options["clip_seconds"]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise ConfigError(f"data.options.clip_seconds must be a positive number, got {value!r}")
 
     def dataset_signals(self, path: Path, options: dict[str, Any]) -> list[Signal]:
         """The first ``clip_seconds`` of the file; a shorter file is skipped (items must be equally long)."""

@@ -14,8 +14,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import torch
 
+from vcinr.modalities.datasets import Batch, DataKind, Source, find_files, split_units
 from vcinr.signal import Signal
 
 
@@ -43,7 +45,7 @@ class Modality(ABC):
         codecs: the standard codecs it is compared with (names in
             :mod:`vcinr.evaluate.baselines`); the first is the anchor of BD-rates.
         dataset_options: the ``data.options`` a training set of its files takes (``data.kind``
-            = its name, where :mod:`vcinr.data` has no kind of that name), with their defaults.
+            = its name, unless it lists kinds of its own: :meth:`data_kinds`), with their defaults.
     """
 
     name: str
@@ -77,6 +79,13 @@ class Modality(ABC):
         """A grid's size for messages, as tools for this kind of data write it."""
         return "×".join(str(n) for n in grid)
 
+    def data_kinds(self) -> list[DataKind]:
+        """The training-set layouts (``data.kind``) of its data; by default its files under its own name."""
+        return [] if self.directory else [FileKind(self)]
+
+    def check_dataset_options(self, options: dict[str, Any]) -> None:
+        """Refuse, in one line, :attr:`dataset_options` values (defaults filled in) that make no sense."""
+
     def dataset_signals(self, path: Path, options: dict[str, Any]) -> list[Signal]:
         """The items one file of a training set gives, equally shaped, given the data section's options
         (:attr:`dataset_options` with the defaults filled in); raises :class:`SkipFile` for none.
@@ -93,3 +102,22 @@ class Modality(ABC):
         """Single files of this modality written into ``folder`` from a dataset container at ``path``
         (at most ``limit``), so every codec of an evaluation sees the same files; ``None``: not a container."""
         return None
+
+
+class FileKind(DataKind):
+    """A modality's files below ``path``, split by sorted name, each giving the items the modality reads from it."""
+
+    def __init__(self, modality: Modality):
+        self.name, self.modality, self._modality = modality.name, modality.name, modality
+        self.options = modality.dataset_options
+
+    def check_options(self, options: dict[str, Any], patch: list[int] | None) -> None:
+        self._modality.check_dataset_options(options)
+
+    def units(self, source: Source, root: Path, split: str) -> list[Path]:
+        files = find_files(root, self._modality.suffixes, self.modality)
+        return split_units(files, source, split, f"{self.modality} files")
+
+    def load(self, source: Source, unit: Path, split: str, rng: np.random.Generator) -> Batch:
+        signals = self._modality.dataset_signals(unit, source.options)
+        return Batch(torch.stack([s.features for s in signals]), signals[0].coords)

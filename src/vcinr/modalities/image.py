@@ -12,15 +12,20 @@ High-bit-depth modes (``I;16``, ``I``, ``F``) are refused rather than silently q
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from vcinr.errors import InputError
-from vcinr.modalities.base import Modality
+from vcinr.errors import ConfigError, InputError
+from vcinr.limits import MAX_ARRAY_BYTES, read_bounded
+from vcinr.modalities.base import FileKind, Modality
 from vcinr.modalities.common import check_suffix, load_npz, reading, to_uint8, writing
+from vcinr.modalities.datasets import Batch, DataKind, Source, check_counts
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
 _TO_GRAY = ("L", "1", "LA")
@@ -73,6 +78,77 @@ def write_image(signal: Signal, path: Path) -> None:
         img.save(tmp, format=Image.registered_extensions()[path.suffix.lower()])
 
 
+def _pixels(images: np.ndarray) -> Batch:
+    """uint8 ``(N, H, W, C)`` → features in ``[0, 1]`` on the image coordinate grid."""
+    features = torch.from_numpy(images.astype(np.float32) / 255.0)
+    return Batch(features, grid_coordinates(images.shape[1:3], 0.0, 1.0))
+
+
+class Cifar10(DataKind):
+    """CIFAR-10 with its own train/test split: ``{train,test}.npz`` (shared/data layout) or the
+    original ``cifar-10-batches-bin``; each unit (a file) holds many images."""
+
+    name, modality = "cifar10", "image"
+
+    def units(self, source: Source, root: Path, split: str) -> list[Path]:
+        npz = root / f"{split}.npz"
+        if npz.is_file():
+            return [npz]
+        binary = root / "cifar-10-batches-bin" if (root / "cifar-10-batches-bin").is_dir() else root
+        pattern = "data_batch_*.bin" if split == "train" else "test_batch.bin"
+        files = sorted(binary.glob(pattern))
+        if not files:
+            raise InputError(f"{root}: no CIFAR-10 {split} data ({split}.npz or cifar-10-batches-bin/{pattern})")
+        return files
+
+    def load(self, source: Source, unit: Path, split: str, rng: np.random.Generator) -> Batch:
+        if unit.suffix == ".npz":
+            with reading(unit, "CIFAR-10 npz"):
+                arrays = load_npz(unit)  # sizes checked before anything is inflated
+            if "images" not in arrays:
+                raise InputError(f"{unit}: no 'images' array")
+            images = arrays["images"]
+            if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != (32, 32, 3):
+                raise InputError(f"{unit}: 'images' must be uint8 (N, 32, 32, 3), got {images.dtype} {images.shape}")
+            return _pixels(images)
+        raw = np.frombuffer(read_bounded(unit, MAX_ARRAY_BYTES, "CIFAR-10 binary batch", InputError), dtype=np.uint8)
+        if raw.size == 0 or raw.size % 3073:
+            raise InputError(f"{unit}: not a CIFAR-10 binary batch (size is not a multiple of 3073 bytes)")
+        # each record: 1 label byte, then 3072 bytes of channel-major 32x32 RGB
+        images = raw.reshape(-1, 3073)[:, 1:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        return _pixels(np.ascontiguousarray(images))
+
+
+class ImageFiles(FileKind):
+    """Image files, split by name.  ``random_crops_per_image``: for the train split, this many
+    random ``patch``-sized crops per image instead of tiling it (paper: Div2K → Kodak)."""
+
+    def __init__(self, modality: Modality):
+        super().__init__(modality)
+        self.name, self.options = "images", MappingProxyType({"random_crops_per_image": 0})
+
+    def check_options(self, options: dict[str, Any], patch: list[int] | None) -> None:
+        check_counts(options, 0, "random_crops_per_image")
+        crops = options["random_crops_per_image"]
+        if crops and patch is None:
+            raise ConfigError("data.options.random_crops_per_image needs data.patch (the crop size)")
+        if crops and crops * math.prod(patch) > MAX_POINTS:  # one image's crops are one allocation
+            raise ConfigError(f"data.options.random_crops_per_image: {crops} crops of {patch} are more than "
+                              f"{MAX_POINTS} points per image")
+
+    def load(self, source: Source, unit: Path, split: str, rng: np.random.Generator) -> Batch:
+        signal = read_image(unit)
+        crops = source.options["random_crops_per_image"]
+        if split != "train" or not crops:
+            return Batch(signal.features[None], signal.coords)
+        (h, w), (ph, pw) = signal.grid_shape, source.patch
+        if ph > h or pw > w:
+            raise InputError(f"{unit}: image {h}x{w} is smaller than the crop {ph}x{pw}")
+        tops, lefts = rng.integers(0, h - ph + 1, crops), rng.integers(0, w - pw + 1, crops)
+        features = torch.stack([signal.features[t : t + ph, s : s + pw] for t, s in zip(tops, lefts)])
+        return Batch(features, grid_coordinates((ph, pw), 0.0, 1.0))
+
+
 class ImageModality(Modality):
     name = "image"
     suffixes = SUFFIXES
@@ -81,6 +157,9 @@ class ImageModality(Modality):
     loss = "mse"
     in_dim = 2
     codecs = ("jpeg", "jpeg2000", "webp", "avif")
+
+    def data_kinds(self) -> list[DataKind]:
+        return [ImageFiles(self), Cifar10()]
 
     def read(self, path: Path) -> Signal:
         return read_image(path)

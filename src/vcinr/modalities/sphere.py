@@ -23,6 +23,7 @@ longitude dimensions).  Written files always use the layout that was read (``.nc
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +46,7 @@ from vcinr.modalities.common import (
     reading,
     writing,
 )
+from vcinr.modalities.datasets import Batch, DataKind, Source, find_files, split_units
 from vcinr.signal import Signal
 
 _LAT_NAMES = ("latitude", "lat")
@@ -188,6 +190,30 @@ def write_sphere(signal: Signal, path: Path) -> None:
         np.savez(handle, **arrays)
 
 
+@functools.lru_cache(maxsize=1)
+def _cached_fields(path: Path) -> SphereFields:  # consecutive units share a file: load it once
+    return load_sphere(path)
+
+
+class SphereFieldSet(DataKind):
+    """Every field of the sphere files below ``path`` (an ERA5 file holds many), split by (file, field)."""
+
+    name, modality = "sphere", "sphere"
+
+    def units(self, source: Source, root: Path, split: str) -> list[tuple[Path, int]]:
+        files = find_files(root, SphereModality.suffixes, "sphere")
+        fields = [(f, i) for f in files for i in range(len(_cached_fields(f).values))]
+        return split_units(fields, source, split, "fields")
+
+    def load(self, source: Source, unit: tuple[Path, int], split: str, rng: np.random.Generator) -> Batch:
+        fields = _cached_fields(unit[0])
+        values = torch.from_numpy(fields.values[unit[1]][None, ..., None])
+        return Batch(values, sphere_coords(fields.latitude, fields.longitude))
+
+    def forget(self) -> None:
+        _cached_fields.cache_clear()
+
+
 class SphereModality(Modality):
     name = "sphere"
     suffixes = (".npz", ".nc")
@@ -196,6 +222,9 @@ class SphereModality(Modality):
     loss = "mse"
     in_dim = 3
     codecs = ("jpeg", "jpeg2000", "webp", "avif")  # unrolled onto the rectangular grid, as in the paper
+
+    def data_kinds(self) -> list[DataKind]:
+        return [SphereFieldSet()]
 
     def read(self, path: Path) -> Signal:
         return read_sphere(path)

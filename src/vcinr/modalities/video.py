@@ -22,6 +22,7 @@ from PIL import Image
 from vcinr.errors import InputError
 from vcinr.modalities.base import Modality, SkipFile
 from vcinr.modalities.common import check_suffix, meta_number, reading, to_uint8, writing
+from vcinr.modalities.datasets import check_counts, check_size
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
 SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".gif", ".mpg", ".mpeg")
@@ -133,6 +134,10 @@ class VideoModality(Modality):
 
     def read(self, path: Path) -> Signal:
         return read_video(path)
+
+    def check_dataset_options(self, options: dict[str, Any]) -> None:
+        check_counts(options, 1, "frames", "clips_per_video")
+        check_size(options)
 
     def dataset_signals(self, path: Path, options: dict[str, Any]) -> list[Signal]:
         """``clips_per_video`` consecutive clips of ``frames`` frames resized to ``size`` (as many as the file has)."""

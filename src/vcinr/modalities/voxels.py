@@ -16,17 +16,21 @@ augmentation.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import torch
 
-from vcinr.errors import InputError
+from vcinr.errors import ConfigError, InputError
 from vcinr.limits import MAX_INPUT_BYTES, read_bounded
 from vcinr.modalities.base import Modality
 from vcinr.modalities.common import check_suffix, load_npy, load_npz, reading, writing
+from vcinr.modalities.datasets import Batch, DataKind, Source, check_counts, find_files, split_units
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
 _NPZ_KEYS = ("voxels", "occupancy")
@@ -311,6 +315,67 @@ def rescale_occupancy(
     return out
 
 
+_MESH_RESOLUTION = 32  # data.options.resolution for PLY meshes when not given
+
+
+@functools.lru_cache(maxsize=1)
+def _shape_file(path: Path, resolution: int | None, threshold: float | None) -> np.ndarray:
+    if path.suffix.lower() == ".ply":
+        return voxelize_mesh(path, resolution or _MESH_RESOLUTION)
+    occupancy = read_voxels(path, threshold).features[..., 0].numpy() > 0.5
+    if resolution and occupancy.shape != (resolution,) * 3:
+        factors = tuple(resolution / n for n in occupancy.shape)
+        occupancy = rescale_occupancy(occupancy, factors, (resolution,) * 3)
+    return occupancy
+
+
+class VoxelShapes(DataKind):
+    """Voxel grids and PLY meshes, and scale-augmented copies of them.
+
+    Options: ``resolution`` — PLY meshes are voxelised at it (default 32) and grids resampled to
+    it when given; ``threshold`` — occupancy of scalar volumes is ``value > threshold``;
+    ``scale_augment`` — extra copies per shape, each scaled per axis by a random factor in
+    [0.75, 1.25] (the paper's ShapeNet augmentation).
+    """
+
+    name, modality = "voxels", "voxels"
+    options = MappingProxyType({"resolution": None, "threshold": None, "scale_augment": 0})
+
+    def check_options(self, options: dict[str, Any], patch: list[int] | None) -> None:
+        check_counts(options, 0, "scale_augment")
+        check_counts(options, 1, "resolution")
+        if options["resolution"] is not None and options["resolution"] ** 3 > MAX_POINTS:
+            raise ConfigError(f"data.options.resolution must give at most {MAX_POINTS} voxels, got "
+                              f"{options['resolution']}^3")
+        threshold = options["threshold"]
+        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))):
+            raise ConfigError(f"data.options.threshold must be a number, got {threshold!r}")
+
+    def units(self, source: Source, root: Path, split: str) -> list[tuple[Path, int]]:
+        """(file, copy) pairs; copy 0 is the shape itself, 1.. its scale-augmented versions.
+
+        Files are split when there are several (so copies of one shape never straddle the
+        split); a single file's copies are split among themselves.
+        """
+        files = find_files(root, (*VoxelModality.suffixes, ".ply"), "voxel")
+        copies = range(1 + source.options["scale_augment"])
+        if len(files) > 1:
+            return [(f, c) for f in split_units(files, source, split, "voxel files") for c in copies]
+        return split_units([(files[0], c) for c in copies], source, split,
+                           "copies of one shape (set data.options.scale_augment)")
+
+    def load(self, source: Source, unit: tuple[Path, int], split: str, rng: np.random.Generator) -> Batch:
+        path, copy = unit
+        occupancy = _shape_file(path, source.options["resolution"], source.options["threshold"])
+        if copy:
+            occupancy = rescale_occupancy(occupancy, tuple(rng.uniform(0.75, 1.25, 3)))
+        features = torch.from_numpy(occupancy.astype(np.float32)[None, ..., None])
+        return Batch(features, grid_coordinates(occupancy.shape, 0.0, 1.0))
+
+    def forget(self) -> None:
+        _shape_file.cache_clear()
+
+
 class VoxelModality(Modality):
     name = "voxels"
     suffixes = (".binvox", ".npy", ".npz")
@@ -318,6 +383,9 @@ class VoxelModality(Modality):
     coord_range = (0.0, 1.0)
     loss = "bce"
     in_dim = 3
+
+    def data_kinds(self) -> list[DataKind]:
+        return [VoxelShapes()]
 
     def read(self, path: Path) -> Signal:
         return read_voxels(path)
