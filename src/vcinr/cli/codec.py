@@ -138,7 +138,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--z-dim", type=int, help="dimension of the code z (default: dim(phi))")
     p.add_argument("--clip", type=float,
                    help="uniform levels quantise normalised latents within +-CLIP standard deviations (default: 3)")
-    p.add_argument("--max-items", type=int, help="use at most this many training items")
+    p.add_argument("--max-items", type=int,
+                   help="use at most this many training items (a seeded random subset over all sources)")
     p.add_argument("--seed", type=int, help="random seed (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_fit_codec)
