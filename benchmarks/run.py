@@ -148,7 +148,7 @@ def time_cases(cases: list[Case], device: str, repeats: int) -> dict[str, dict]:
     """
     import torch
 
-    from vcinr.meta.performance import keep_freed_memory
+    from vcinr.backend import keep_freed_memory
 
     keep_freed_memory()  # timing runs with the allocator settings of training
     a = torch.randn(MM_SIZE, MM_SIZE, device=device)

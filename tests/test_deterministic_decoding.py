@@ -1,6 +1,6 @@
 """The same .vci decodes bit-identically in separate processes running 1 and 2 threads.
 
-Decoding pins every torch op to one thread (``pipeline.single_thread``) and spreads whole,
+Decoding runs every torch op on one thread (``backend.one_thread_map``) and spreads whole,
 fixed batches over the process's threads (``pipeline.map_batches``), so float reductions
 happen in the same order whatever the process's thread count, and the range coder uses the integer
 CDF tables stored with the quality level: nothing float-valued is recomputed on the decoder
@@ -96,15 +96,16 @@ def test_multi_batch_decoding_spread_over_threads_is_bit_identical(tmp_path):
     assert here.features.numpy().tobytes() == outputs[0][0]
 
 
-def test_map_batches_gives_the_same_bits_for_any_number_of_workers():
-    from vcinr.pipeline import BATCH, map_batches, single_thread
+def test_map_batches_gives_the_same_bits_for_any_number_of_workers_and_leaves_the_threads_alone():
+    from vcinr.pipeline import BATCH, map_batches
 
     generator = torch.Generator().manual_seed(0)
     weight = torch.randn(128, 128, generator=generator)
     items = torch.randn(3 * BATCH + 5, 300, 128, generator=generator)
     results = []
+    threads = torch.get_num_threads()
     for workers in (1, 2, 4):
-        with single_thread():
-            results.append(map_batches(lambda x: torch.sin(x @ weight), items, workers))
+        results.append(map_batches(lambda x: torch.sin(x @ weight), items, workers))
+    assert torch.get_num_threads() == threads  # one-thread ops on the workers' threads, not the caller's
     assert results[0].shape == (3 * BATCH + 5, 300, 128) and not results[0].requires_grad
     assert all(torch.equal(results[0], r) for r in results[1:])

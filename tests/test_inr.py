@@ -127,11 +127,11 @@ def test_unknown_scheme_is_refused(siren):
 
 @pytest.mark.parametrize("bias_shape", [None, (5,), (2, 1, 5)])
 def test_onednn_linear_matches_functional_linear_to_second_order(bias_shape):
-    """siren.linear (oneDNN for fp32 on CPU): same values, gradients and double-backward
+    """backend.FAST.linear (oneDNN for fp32 on CPU): same values, gradients and double-backward
     gradients (the scenes' inner loop differentiates through it twice) as F.linear."""
-    from vcinr.inr import siren as siren_module
+    from vcinr import backend
 
-    if not siren_module._ONEDNN_LINEAR:
+    if not backend._ONEDNN:
         pytest.skip("this PyTorch build has no oneDNN linear")
     torch.manual_seed(0)
     x = torch.randn(2, 7, 4, requires_grad=True)
@@ -144,7 +144,7 @@ def test_onednn_linear_matches_functional_linear_to_second_order(bias_shape):
         second = torch.autograd.grad(sum(g.square().sum() for g in first), inputs)
         return out, first, second
 
-    fast = grads(siren_module.linear(x, weight, bias))
+    fast = grads(backend.FAST.linear(x, weight, bias))
     assert fast[0].grad_fn.name() == "_OneDNNLinearBackward"
     reference = torch.nn.functional.linear(x, weight)
     reference = grads(reference if bias is None else reference + bias)
@@ -154,8 +154,10 @@ def test_onednn_linear_matches_functional_linear_to_second_order(bias_shape):
 
 
 def test_numpy_sines_match_torch_to_float_precision():
-    """siren._sine (NumPy's SIMD loops for fp32 on CPU) against float64 torch, in and out of place."""
-    from vcinr.inr.siren import _sine
+    """backend.FAST.sine (NumPy's SIMD loops for fp32 on CPU) against float64 torch, in and out of place."""
+    from vcinr.backend import FAST
+
+    _sine = FAST.sine
 
     x = torch.linspace(-120.0, 120.0, 100_003)[:-3].reshape(100, 1000)  # w0·pre spans about ±w0·4
     for cosine, exact in ((False, torch.sin(x.double())), (True, torch.cos(x.double()))):
@@ -165,3 +167,28 @@ def test_numpy_sines_match_torch_to_float_precision():
         inplace = x.clone()
         assert _sine(inplace, cosine=cosine, out=inplace) is inplace
         torch.testing.assert_close(inplace.double(), exact, rtol=0, atol=2e-7)
+
+
+def test_reference_backend_runs_plain_torch_and_agrees_with_the_fast_one():
+    """A Siren on backend.REFERENCE: plain torch ops only (no oneDNN, no NumPy sines), the same
+    outputs and modulation gradients as on the default FAST backend, to float tolerance."""
+    import copy
+
+    from vcinr.backend import REFERENCE
+
+    torch.manual_seed(0)
+    fast = Siren(2, 3, 32, 3)
+    plain = copy.deepcopy(fast)
+    plain.backend = REFERENCE
+    coords = torch.rand(50, 2)
+    mods = Modulations([torch.randn(4, 32) * 0.1 for _ in range(3)], [None] * 3)
+    with torch.no_grad():
+        torch.testing.assert_close(plain(coords, mods), fast(coords, mods), rtol=1e-5, atol=1e-5)
+        outs = [net.forward_trace(coords, mods) for net in (fast, plain)]
+        grads = [net.modulation_grads(trace, out - 0.5) for net, (out, trace) in zip((fast, plain), outs)]
+    for a, b in zip(grads[0].shifts, grads[1].shifts):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    x = torch.randn(3, 5, requires_grad=True)
+    assert REFERENCE.linear(x, torch.randn(4, 5)).grad_fn.name() != "_OneDNNLinearBackward"
+    sin, cos = REFERENCE.sin_cos(x)
+    assert sin.grad_fn.name() == "SinBackward0" and cos.grad_fn.name() == "CosBackward0"

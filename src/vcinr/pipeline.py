@@ -28,14 +28,13 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from vcinr.backend import one_thread_map
 from vcinr.codec import entropy
 from vcinr.codec.bitstream import Header, fingerprint_prefix, pack, short, unpack
 from vcinr.codec.search import SearchSettings, level_symbols
@@ -147,50 +146,32 @@ def _read_input(path: Path, loaded: LoadedModel) -> Signal:
     return signal
 
 
-@contextmanager
-def single_thread() -> Iterator[int]:
-    """Run each torch op on one thread: float results then do not depend on the core count.
+def store_batches(fn: Callable[[torch.Tensor], torch.Tensor], items: torch.Tensor,
+                  store: Callable[[int, torch.Tensor], None], workers: int | None = None) -> None:
+    """``fn`` on fixed batches of ``BATCH`` items, without autograd, each batch's torch ops on one
+    thread; each result goes to ``store(start, result)`` as soon as it is computed and is not kept.
 
-    The decoder's φ̂ and INR outputs go through float matmuls whose reduction order may depend
-    on the number of threads; fixing it keeps decoding bit-identical across processes (on the
-    same platform), so the encoder's PSNR is exactly the decoder's.  Yields the thread count
-    the process had, for :func:`map_batches` to spread whole batches over.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield threads
-    finally:
-        torch.set_num_threads(threads)
-
-
-def store_batches(fn: Callable[[torch.Tensor], torch.Tensor], items: torch.Tensor, workers: int,
-                  store: Callable[[int, torch.Tensor], None]) -> None:
-    """``fn`` on fixed batches of ``BATCH`` items, ``workers`` batches at a time, without autograd;
-    each result goes to ``store(start, result)`` as soon as it is computed and is not kept.
-
-    Meant inside :func:`single_thread`: every batch is then computed on one thread the same way
-    whichever thread runs it, so the result is bit-identical for any ``workers``, and a
-    decoder still uses every core (torch releases the GIL inside its ops).  ``store`` may be
-    called from several threads at once (for disjoint ``start``s).
+    A batch is then computed the same way whichever thread runs it: the decoder's φ̂ and INR
+    outputs go through float matmuls whose reduction order may depend on the number of
+    threads, and fixing it keeps decoding bit-identical across processes (on the same
+    platform), so the encoder's PSNR is exactly the decoder's.  ``workers`` batches run at a
+    time (default: as many as the caller has torch threads), so a decoder still uses every core
+    (:func:`vcinr.backend.one_thread_map`; the caller's thread settings are left as they are).
+    ``store`` may be called from several threads at once (for disjoint ``start``s).
     """
     def run(start: int) -> None:
         with torch.no_grad():  # grad mode is per thread
             store(start, fn(items[start : start + BATCH]))
 
     starts = range(0, items.shape[0], BATCH)
-    if workers <= 1 or len(starts) <= 1:
-        for start in starts:
-            run(start)
-        return
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(run, starts))
+    one_thread_map(run, starts, workers=min(len(starts), workers or torch.get_num_threads()))
 
 
-def map_batches(fn: Callable[[torch.Tensor], torch.Tensor], items: torch.Tensor, workers: int) -> torch.Tensor:
+def map_batches(fn: Callable[[torch.Tensor], torch.Tensor], items: torch.Tensor,
+                workers: int | None = None) -> torch.Tensor:
     """:func:`store_batches`, the results concatenated in order."""
     results: dict[int, torch.Tensor] = {}
-    store_batches(fn, items, workers, results.__setitem__)
+    store_batches(fn, items, results.__setitem__, workers)
     return torch.cat([results[start] for start in sorted(results)])
 
 
@@ -285,8 +266,7 @@ def decode_latents(data: bytes, loaded: LoadedModel, name: str = "bitstream",
     symbols = entropy.decode(payload, header.patch_count, codec.tables)
     if not codec.valid_symbols(symbols):
         raise BitstreamError(f"{name}: corrupt payload (symbols outside the codec's range)")
-    with single_thread() as workers:
-        phi_hat = map_batches(codec.from_symbols, symbols, workers)
+    phi_hat = map_batches(codec.from_symbols, symbols)
     return phi_hat, header, level
 
 
@@ -300,8 +280,7 @@ def decode_bytes(data: bytes, loaded: LoadedModel, name: str = "bitstream",
     item_shape = layout.item_shape
     decode = lambda code: model.decode(layout.coords, code).clamp(0.0, 1.0)  # noqa: E731
     if not layout.patched:  # one item: the whole grid
-        with single_thread() as workers:
-            features = map_batches(decode, phi_hat, workers).reshape(*grid, spec.out_dim)
+        features = map_batches(decode, phi_hat).reshape(*grid, spec.out_dim)
         grid_coords = layout.coords.reshape(*grid, spec.in_dim)
     else:
         # Each batch of patches goes straight into the merged grid: no list of batches, no
@@ -313,8 +292,7 @@ def decode_bytes(data: bytes, loaded: LoadedModel, name: str = "bitstream",
             index = torch.unravel_index(torch.arange(start, start + batch.shape[0]), counts)
             blocks[index] = batch.reshape(batch.shape[0], *item_shape, spec.out_dim)
 
-        with single_thread() as workers:
-            store_batches(decode, phi_hat, workers, store)
+        store_batches(decode, phi_hat, store)
         features = padded[tuple(slice(0, n) for n in grid)]
         smooth_seams_(features, item_shape).clamp_(0.0, 1.0)  # the patch grid's seams (patching.smooth_seams_)
         grid_coords = grid_coordinates(grid, *spec.coord_range)

@@ -11,9 +11,9 @@ inner loop needs exactly that gradient, and as plain forward code it needs no
 ``create_graph`` bookkeeping, runs unchanged under ``torch.no_grad()`` (encoding), and the
 second-order outer step is a single ordinary backward pass through it — which
 ``torch.compile`` can compile, unlike double backward.  ``w0`` is folded into the weights
-and biases (small tensors) rather than applied to every pre-activation.  In fp32 on CPU the
-shared-weight products run on oneDNN (:func:`linear`) and the sines on NumPy's SIMD loops
-(:func:`_sine`), the faster kernels for these shapes (docs/performance.md).
+and biases (small tensors) rather than applied to every pre-activation.  The sines and the
+shared-weight products run on the network's :class:`~vcinr.backend.Backend`: by default the
+faster CPU kernels for these shapes, ``REFERENCE`` for plain torch ops (docs/performance.md).
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.flop_counter import register_flop_formula
+
+from vcinr.backend import FAST, Backend
 
 
 @dataclass
@@ -38,48 +38,6 @@ class Modulations:
 
     shifts: list[torch.Tensor | None]
     gates: list[torch.Tensor | None]
-
-
-def _sine(x: torch.Tensor, cosine: bool = False, out: torch.Tensor | None = None) -> torch.Tensor:
-    """``sin x`` (or ``cos x``) of a tensor without autograd, into ``out`` if given (may be ``x``).
-
-    fp32 on CPU goes through NumPy, whose SIMD sine and cosine (AVX-512 / AVX2 loops) run
-    about twice as fast as torch's on one thread at the same accuracy (within 2·10⁻⁷ of the
-    exact value, as torch's; tests/test_inr.py); the inner loop evaluates one of each per
-    unit, point, layer and step.  Under ``torch.compile`` the compiler's own kernels are used.
-    """
-    if x.device.type == "cpu" and x.dtype == torch.float32 and not torch.compiler.is_compiling():
-        out = torch.empty_like(x) if out is None else out
-        (np.cos if cosine else np.sin)(x.detach().numpy(), out=out.detach().numpy())
-        return out
-    fn = torch.cos if cosine else torch.sin
-    return fn(x) if out is None else fn(x, out=out)
-
-
-class _SinCos(torch.autograd.Function):
-    """``(sin x, cos x)`` whose backward reuses both outputs instead of re-evaluating them.
-
-    The inner loop needs ``cos`` (the sine's derivative) next to ``sin``; differentiating
-    the pair through plain autograd would evaluate ``cos`` and ``sin`` once more in the
-    backward pass, and transcendental functions are as costly as the matmuls on CPU.
-    """
-
-    @staticmethod
-    def forward(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
-        return _sine(x), _sine(x, cosine=True)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
-        ctx.save_for_backward(*output)
-
-    @staticmethod
-    def backward(ctx, grad_sin: torch.Tensor | None, grad_cos: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
-        sin, cos = ctx.saved_tensors
-        if grad_sin is None:
-            return -grad_cos * sin
-        if grad_cos is None:
-            return grad_sin * cos
-        return torch.addcmul(grad_sin * cos, grad_cos, sin, value=-1.0)
 
 
 class _WeightGradProduct(torch.autograd.Function):
@@ -109,70 +67,6 @@ class _WeightGradProduct(torch.autograd.Function):
             if h.dim() == 2:  # shared by all items
                 grad_h = grad_h.sum(dim=0)
         return grad_delta, grad_h
-
-
-_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
-class _OneDNNLinear(torch.autograd.Function):
-    """``x Wᵀ + bias`` through oneDNN, whose kernels run a SIREN's products 15–40 % faster than MKL.
-
-    A SIREN's products have K = width (128 in the benchmarks), a shape for which PyTorch's
-    default CPU matmul (MKL) stays well below its square-matrix rate, at least on the AMD
-    CPUs measured; oneDNN's JIT kernels do not (docs/performance.md).  The weight gradient,
-    a product over all points, stays with MKL, the faster of the two for that shape.  The
-    backward is made of differentiable operations, so double backward (scenes) still works.
-    """
-
-    @staticmethod
-    def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
-        return _onednn_linear(x, weight, bias)
-
-    @staticmethod
-    def setup_context(ctx, inputs, output) -> None:  # type: ignore[override]
-        x, weight, bias = inputs
-        ctx.save_for_backward(x, weight)
-        ctx.bias_shape = None if bias is None else bias.shape
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        x, weight = ctx.saved_tensors
-        grad_x = linear(grad, weight.t()) if ctx.needs_input_grad[0] else None
-        grad_weight = None
-        if ctx.needs_input_grad[1]:  # summed over every point of every item: one product on MKL
-            grad_weight = grad.reshape(-1, grad.shape[-1]).t() @ x.reshape(-1, x.shape[-1])
-        grad_bias = grad.sum_to_size(ctx.bias_shape) if ctx.needs_input_grad[2] else None
-        return grad_x, grad_weight, grad_bias
-
-
-def _onednn_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    fused = bias if bias is not None and bias.dim() == 1 else None  # oneDNN adds a row bias itself
-    out = torch.ops.mkldnn._linear_pointwise(x, weight, fused, "none", [], "")
-    return out if bias is None or fused is not None else out.add_(bias)
-
-
-def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``x Wᵀ + bias`` for ``x`` ``(..., in)`` and ``weight`` ``(out, in)``, differentiable.
-
-    ``bias`` must broadcast to the output without enlarging it: ``(out,)``, or ``(B, 1, out)``
-    (one per item) for ``x`` of shape ``(B, N, in)``; it is added in place to the fresh
-    product (``baddbmm`` would first copy the broadcast bias into the output, one more pass).
-    fp32 on CPU goes through oneDNN where this PyTorch build has it (:class:`_OneDNNLinear`);
-    anything else (fp64, GPU) through ``torch.nn.functional.linear``.
-    """
-    if not (_ONEDNN_LINEAR and x.dtype == weight.dtype == torch.float32 and x.device.type == "cpu"):
-        if bias is None or bias.dim() == 1:
-            return torch.nn.functional.linear(x, weight, bias)
-        return torch.nn.functional.linear(x, weight).add_(bias)
-    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (x, weight, bias)):
-        return _OneDNNLinear.apply(x, weight, bias)
-    return _onednn_linear(x, weight, bias)
-
-
-if _ONEDNN_LINEAR:  # FLOP counters (vcinr.meta.flops's tests, profilers) count these products too
-    @register_flop_formula(torch.ops.mkldnn._linear_pointwise)
-    def _onednn_linear_flops(x_shape, w_shape, *args, **kwargs) -> int:
-        return 2 * math.prod(x_shape) * w_shape[0]
 
 
 @dataclass
@@ -210,11 +104,14 @@ class Siren(nn.Module):
         output_bias: initial output value; the middle of the feature range lets
             meta-learning start from the mean signal instead of spending its first hundreds
             of outer steps moving a zero bias there.
+        backend: the kernels of its sines and products (an attribute: set it to
+            :data:`vcinr.backend.REFERENCE` to run this network on plain torch ops).
     """
 
     def __init__(self, in_dim: int, out_dim: int, width: int, depth: int, w0: float = 30.0,
-                 output_bias: float = 0.0):
+                 output_bias: float = 0.0, backend: Backend = FAST):
         super().__init__()
+        self.backend = backend
         if depth < 1 or width < 1:
             raise ValueError("a SIREN needs depth >= 1 and width >= 1")
         self.in_dim, self.out_dim, self.width, self.depth, self.w0 = in_dim, out_dim, width, depth, w0
@@ -254,11 +151,11 @@ class Siren(nn.Module):
             # The bias is added in place to the fresh product, which autograd does not save.
             return torch.bmm(h, weight.transpose(1, 2)).add_(bias.unsqueeze(-2)), weight
         if shift is None:
-            return linear(h, weight, bias), weight
+            return self.backend.linear(h, weight, bias), weight
         if h.dim() == 3:
-            return linear(h, weight, bias.unsqueeze(-2)), weight
+            return self.backend.linear(h, weight, bias.unsqueeze(-2)), weight
         # Shared coordinates stay un-batched through the matmul; the per-item shift batches them.
-        return linear(h, weight) + bias.unsqueeze(-2), weight
+        return self.backend.linear(h, weight) + bias.unsqueeze(-2), weight
 
     def _output(self, h: torch.Tensor, mods: Modulations) -> torch.Tensor:
         out = self.output(h)
@@ -281,7 +178,7 @@ class Siren(nn.Module):
         h = coords
         for index, (shift, gate) in enumerate(zip(mods.shifts, mods.gates)):
             x = self._scaled_pre(index, h, shift, gate)[0]
-            h = _sine(x, out=x) if in_place else torch.sin(x)
+            h = self.backend.sine(x, out=x) if in_place else torch.sin(x)
         return self._output(h, mods)
 
     def forward_trace(self, coords: torch.Tensor, mods: Modulations) -> tuple[torch.Tensor, SirenTrace]:
@@ -295,12 +192,12 @@ class Siren(nn.Module):
             trace.inputs.append(h)
             trace.weights.append(weight)
             if lowest is None or index < lowest:  # no gradient flows back this far
-                h, cos = (_sine(x, out=x) if in_place else torch.sin(x)), None
+                h, cos = (self.backend.sine(x, out=x) if in_place else torch.sin(x)), None
             elif in_place:
-                h = _sine(x)
-                cos = _sine(x, cosine=True, out=x)
+                h = self.backend.sine(x)
+                cos = self.backend.sine(x, cosine=True, out=x)
             else:
-                h, cos = _SinCos.apply(x)
+                h, cos = self.backend.sin_cos(x)
             trace.cosines.append(cos)
         return self._output(h, mods), trace
 
@@ -319,7 +216,7 @@ class Siren(nn.Module):
         if lowest is None:
             return grads
         in_place = not torch.is_grad_enabled()  # ∂L/∂h is a fresh matmul output nothing else holds
-        grad_h = linear(grad_out, self.output.weight.t())
+        grad_h = self.backend.linear(grad_out, self.output.weight.t())
         for index in range(self.depth - 1, lowest - 1, -1):
             delta = grad_h.mul_(trace.cosines[index]) if in_place else grad_h * trace.cosines[index]
             if mods.shifts[index] is not None:
@@ -329,5 +226,5 @@ class Siren(nn.Module):
                 grads.gates[index] = product * (self.hidden[index].weight * self.w0)
             if index > lowest:
                 weight = trace.weights[index]
-                grad_h = torch.matmul(delta, weight) if weight.dim() == 3 else linear(delta, weight.t())
+                grad_h = torch.matmul(delta, weight) if weight.dim() == 3 else self.backend.linear(delta, weight.t())
         return grads

@@ -42,6 +42,7 @@ import torch
 from safetensors import SafetensorError
 from tqdm import tqdm
 
+from vcinr.backend import keep_freed_memory
 from vcinr.config import Config, TrainConfig
 from vcinr.data import ItemSet, load_items
 from vcinr.errors import ConfigError, Interrupted, ModelError
@@ -49,8 +50,7 @@ from vcinr.limits import MAX_METRICS_BYTES, open_regular, parse_json, read_json
 from vcinr.meta.distributed import DistContext, distributed_context, world_size
 from vcinr.meta.metasgd import MetaINR, item_coords
 from vcinr.meta.model import WEIGHTS_FILE, ItemSpec, build_model, load_model, save_model
-from vcinr.meta.performance import (compile_requested, keep_freed_memory, meta_backward, meta_loss_function,
-                                    step_workers)
+from vcinr.meta.performance import compile_requested, meta_backward, meta_loss_function, step_workers
 from vcinr.meta.quality import SignalQuality
 from vcinr.modalities import get_modality
 from vcinr.storage import atomic_write_bytes, fingerprint_file, load_state, save_state

@@ -13,7 +13,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from vcinr.errors import BitstreamError, InputError
@@ -21,7 +20,7 @@ from vcinr.limits import MAX_VCI_BYTES, read_bounded
 from vcinr.meta.model import load_model
 from vcinr.modalities.common import to_uint8, writing
 from vcinr.modalities.scene import camera_rays, look_at
-from vcinr.pipeline import decode_latents, single_thread
+from vcinr.pipeline import decode_latents, map_batches
 
 GRID_COLUMNS = 6
 
@@ -68,8 +67,7 @@ def render_turntable(vci: str | Path, model_dir: str | Path, output: str | Path,
     poses = orbit_poses(np.array(meta["poses"], dtype=np.float64).reshape(-1, 4, 4), frames)
     rays = camera_rays(poses, float(meta["focal"]) * scale, float(meta["cx"]) * scale, float(meta["cy"]) * scale,
                        height, width)
-    with torch.no_grad(), single_thread():
-        views = loaded.model.decode(rays.reshape(1, -1, 6), phi_hat).clamp(0, 1)
+    views = map_batches(lambda code: loaded.model.decode(rays.reshape(1, -1, 6), code), phi_hat).clamp(0, 1)
     images = [Image.fromarray(v, "RGB") for v in to_uint8(views.reshape(frames, height, width, 3).numpy())]
     with writing(output) as tmp:
         if suffix == ".gif":
