@@ -8,13 +8,14 @@ coordinate grid over the patch in the modality's coordinate range (as COIN++ doe
 without it, whole signals are the items and must all have the same shape.
 
 Scenes (SRN layout, :mod:`vcinr.modalities.scene`) are items whose coordinates are their own —
-every pixel's camera ray — so their :class:`ItemSet` holds per-item ``coords`` and, for the
-test split, the held-out ``query`` views that evaluation renders (novel views).
+every pixel's camera ray — so their kind loads them whole and their :class:`ItemSet` holds
+per-item ``coords`` and, for the test split, the held-out ``query`` views that evaluation
+renders (novel views).
 
-Every other kind is a registered modality's (:data:`vcinr.modalities.DATA_KINDS`, see
-:mod:`vcinr.modalities.datasets`): how its source splits into units, what whole signals each
-unit gives and which options it takes.  This module only assembles them — split, cap, patch,
-mix — the same way for every kind.
+Every kind (``data.kind``) is a registered modality's (:data:`vcinr.modalities.DATA_KINDS`,
+see :mod:`vcinr.modalities.datasets`): how its source splits into units, what whole signals
+each unit gives and which options it takes.  This module only assembles them — split, cap,
+patch, mix — the same way for every kind.
 
 Splits: CIFAR-10 has its own train/test split; scenes use ``train``/``test`` (or ``*_train``/
 ``*_test``) sub-folders when there are such.  Every other source is split by sorted name —
@@ -39,17 +40,11 @@ from tqdm import tqdm
 from vcinr.errors import ConfigError, InputError
 from vcinr.modalities import DATA_KINDS, get_modality
 from vcinr.modalities.base import SkipFile
-from vcinr.modalities.datasets import DataKind, check_counts, check_size, option_integer, split_units
-from vcinr.modalities.scene import is_scene_dir, read_scene
+from vcinr.modalities.datasets import DataKind, option_integer
 from vcinr.patching import patch_mask, split_patches
 from vcinr.signal import grid_coordinates
 
 log = logging.getLogger(__name__)
-
-# The options of scenes, the one kind assembled here (``None``: off unless given).
-SCENE_OPTIONS: dict[str, Any] = {"views": None, "size": None, "query_views": 8, "rays_per_item": 256, "samples": 32,
-                                 "near": 0.8, "far": 1.8, "view_dirs": False}
-
 
 @dataclass
 class ItemSet:
@@ -130,7 +125,7 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         kind = _kind(self.kind)
-        known = SCENE_OPTIONS if kind is None else kind.options
+        known = kind.options
         if self.patch is not None:
             if not isinstance(self.patch, (list, tuple)):
                 raise ConfigError(f"data.patch must be a list of sizes, got {self.patch!r}")
@@ -150,20 +145,15 @@ class DataConfig:
             names = ", ".join(known) or "none"
             raise ConfigError(f"unknown data.options {', '.join(unknown)} for kind {self.kind} (known: {names})")
         self.options = {**known, **self.options}
-        if kind is None:
-            _check_scene_options(self.options)
-        else:
-            kind.check_options(self.options, self.patch)
+        kind.check_options(self.options, self.patch)
         if self.mix is not None:
             self.mix = [_mixed_source(i, source) for i, source in enumerate(self.mix)]
 
 
-def _kind(name: str) -> DataKind | None:
-    """The registered data kind called ``name``; ``None`` for scenes, which this module assembles itself."""
-    if name == "scenes":
-        return None
+def _kind(name: str) -> DataKind:
+    """The registered data kind called ``name``."""
     if name not in DATA_KINDS:
-        raise ConfigError(f"data.kind must be one of {', '.join([*DATA_KINDS, 'scenes'])}, got {name!r}")
+        raise ConfigError(f"data.kind must be one of {', '.join(DATA_KINDS)}, got {name!r}")
     return DATA_KINDS[name]
 
 
@@ -185,69 +175,6 @@ def _mixed_source(index: int, source: Any) -> dict:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def _check_scene_options(options: dict[str, Any]) -> None:
-    """Type/range checks of the scene options (they arrive untyped from YAML)."""
-    check_counts(options, 1, "rays_per_item", "samples", "views")
-    check_counts(options, 0, "query_views")
-    for name in ("near", "far"):
-        value = options[name]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"data.options.{name} must be a number >= 0, got {value!r}")
-    if options["near"] >= options["far"]:
-        raise ConfigError("data.options.near must be smaller than data.options.far")
-    if not isinstance(options["view_dirs"], bool):
-        raise ConfigError(f"data.options.view_dirs must be true or false, got {options['view_dirs']!r}")
-    if options["size"] is not None:
-        check_size(options)
-
-
-# --- per-kind sources ------------------------------------------------------------------------
-
-
-def _scene_dirs(cfg: DataConfig, root: Path, split: str) -> list[Path]:
-    """Scene folders of ``split``: from ``train``/``test`` sub-folders, else split by name."""
-    for name in (split, f"*_{split}"):
-        folders = sorted(p for p in root.glob(name) if p.is_dir()) if root.is_dir() else []
-        if folders:
-            scenes = sorted(d for f in folders for d in f.iterdir() if is_scene_dir(d))
-            if not scenes:
-                raise InputError(f"{folders[0]}: holds no SRN scene folders")
-            return scenes
-    if is_scene_dir(root):
-        raise InputError(f"{root}: is a single scene; point data.path at a folder of scenes")
-    scenes = sorted(d for d in root.iterdir() if is_scene_dir(d)) if root.is_dir() else []
-    if not scenes:
-        raise InputError(f"{root}: no SRN scene folders (with intrinsics.txt, rgb/ and pose/) found")
-    return split_units(scenes, cfg, split, "scenes")
-
-
-def _load_scenes(cfg: DataConfig, split: str) -> ItemSet:
-    """Scenes as items: context views to adapt on, and for the test split held-out query views."""
-    options = cfg.options
-    scenes = _scene_dirs(cfg, Path(cfg.path), split)
-    if cfg.max_items and len(scenes) > cfg.max_items:
-        keep = np.sort(np.random.default_rng(cfg.seed).choice(len(scenes), cfg.max_items, replace=False))
-        scenes = [scenes[i] for i in keep]
-    held_out = options["query_views"] if split == "test" else 0
-    signals = [read_scene(d, options["views"], options["size"])
-               for d in tqdm(scenes, desc=f"loading scenes {split}", leave=False, disable=True if len(scenes) < 20 else None)]
-    shape = signals[0].grid_shape
-    for directory, signal in zip(scenes, signals):
-        if signal.grid_shape != shape:
-            raise InputError(f"{directory}: {signal.grid_shape[0]} views of {list(signal.grid_shape[1:])} but the first "
-                             f"scene has {shape[0]} of {list(shape[1:])}; set data.options.views / size")
-    if shape[0] <= held_out:
-        raise InputError(f"{scenes[0]}: {shape[0]} views leave none to adapt on after {held_out} query views")
-    features = torch.stack([s.features for s in signals])
-    coords = torch.stack([s.coords for s in signals])
-    context = shape[0] - held_out
-    observation = {"kind": "volume", "samples": options["samples"], "near": float(options["near"]),
-                   "far": float(options["far"]), "view_dirs": options["view_dirs"]}
-    return ItemSet(features[:, :context], coords[:, :context], "scene",
-                   features[:, context:] if held_out else None, coords[:, context:] if held_out else None,
-                   observation, options["rays_per_item"])
-
-
 # --- assembly ------------------------------------------------------------------------------
 
 
@@ -265,12 +192,6 @@ def load_items(cfg: DataConfig, split: str) -> ItemSet:
     """Load the ``split`` ("train" or "test") items that ``cfg`` describes."""
     if split not in ("train", "test"):
         raise ConfigError(f"split must be 'train' or 'test', got {split!r}")
-    if cfg.kind == "scenes":
-        if cfg.patch:
-            raise ConfigError("scenes cannot be patched (their coordinates are camera rays); drop data.patch")
-        if not Path(cfg.path).exists():
-            raise InputError(f"{cfg.path}: no such file or directory")
-        return _load_scenes(cfg, split)
     kind = DATA_KINDS[cfg.kind]
     modality = get_modality(kind.modality)
     patch = tuple(cfg.patch) if cfg.patch else None
@@ -281,6 +202,10 @@ def load_items(cfg: DataConfig, split: str) -> ItemSet:
     root = Path(cfg.path)
     if not root.exists():
         raise InputError(f"{root}: no such file or directory")
+    whole = kind.whole_items(cfg, split)
+    if whole is not None:  # items with coordinates of their own (scenes): loaded whole by their kind
+        return ItemSet(whole.features, whole.coords, modality.name, whole.query_features, whole.query_coords,
+                       whole.observation, whole.max_points)
 
     kind.forget()  # files may have changed since
     units = kind.units(cfg, root, split)

@@ -29,7 +29,9 @@ class Source(Protocol):
 
     path: str
     patch: list[int] | None
+    max_items: int | None
     test_fraction: float
+    seed: int
     options: dict[str, Any]
 
 
@@ -39,6 +41,23 @@ class Batch:
 
     features: torch.Tensor  # (k, *grid, C)
     coords: torch.Tensor  # (*grid, in_dim)
+
+
+@dataclass
+class OwnCoordinateItems:
+    """Items whose coordinates are their own (scenes: every pixel's camera ray), loaded whole.
+
+    ``query_*`` are the points evaluation scores instead of the ones adapted on (held-out
+    views), ``observation`` the operator between network and features and ``max_points`` the
+    points per item of an inner-loop step (see :class:`vcinr.meta.model.ItemSpec`).
+    """
+
+    features: torch.Tensor  # (num_items, *item_grid, out_dim)
+    coords: torch.Tensor  # (num_items, *item_grid, in_dim)
+    query_features: torch.Tensor | None
+    query_coords: torch.Tensor | None
+    observation: dict[str, Any]
+    max_points: int
 
 
 def split_units(units: Sequence, source: Source, split: str, what: str) -> list:
@@ -132,3 +151,7 @@ class DataKind:
 
     def forget(self) -> None:
         """Drop files cached between units: a new load may see changed files."""
+
+    def whole_items(self, source: Source, split: str) -> OwnCoordinateItems | None:
+        """Items with coordinates of their own, loaded at once; ``None`` (grid data): unit by unit."""
+        return None

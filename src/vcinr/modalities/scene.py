@@ -22,14 +22,19 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
+from tqdm import tqdm
 
-from vcinr.errors import InputError
+from vcinr.errors import ConfigError, InputError
 from vcinr.limits import MAX_JSON_BYTES, read_bounded
 from vcinr.modalities.base import Modality
+from vcinr.modalities.datasets import (DataKind, OwnCoordinateItems, Source, check_counts, check_size,
+                                       split_units)
 from vcinr.modalities.common import one_line, reading, to_uint8, writing
 from vcinr.signal import MAX_POINTS, Signal
 
@@ -197,6 +202,78 @@ def write_scene(signal: Signal, path: Path) -> None:
             (tmp / "pose" / f"{index:06d}.txt").write_text("\n".join(_format(r) for r in rows) + "\n")
 
 
+def _scene_dirs(source: Source, root: Path, split: str) -> list[Path]:
+    """Scene folders of ``split``: from ``train``/``test`` sub-folders, else split by name."""
+    for name in (split, f"*_{split}"):
+        folders = sorted(p for p in root.glob(name) if p.is_dir()) if root.is_dir() else []
+        if folders:
+            scenes = sorted(d for f in folders for d in f.iterdir() if is_scene_dir(d))
+            if not scenes:
+                raise InputError(f"{folders[0]}: holds no SRN scene folders")
+            return scenes
+    if is_scene_dir(root):
+        raise InputError(f"{root}: is a single scene; point data.path at a folder of scenes")
+    scenes = sorted(d for d in root.iterdir() if is_scene_dir(d)) if root.is_dir() else []
+    if not scenes:
+        raise InputError(f"{root}: no SRN scene folders (with intrinsics.txt, rgb/ and pose/) found")
+    return split_units(scenes, source, split, "scenes")
+
+
+class SceneSet(DataKind):
+    """SRN scenes as items: context views to adapt on, and for the test split held-out query views.
+
+    Options: ``views`` — the first views of each scene (default all; all scenes need as many);
+    ``size`` — views resized to ``size`` × ``size``; ``query_views`` — the last views of every
+    *test* scene are held out of the inner loop and scored (novel views); ``rays_per_item`` —
+    random rays per scene in each inner-loop step; ``samples``, ``near``, ``far``,
+    ``view_dirs`` — volume rendering (:class:`vcinr.inr.render.VolumeRenderer`).
+    """
+
+    name, modality = "scenes", "scene"
+    options = MappingProxyType({"views": None, "size": None, "query_views": 8, "rays_per_item": 256, "samples": 32,
+                                "near": 0.8, "far": 1.8, "view_dirs": False})
+
+    def check_options(self, options: dict[str, Any], patch: list[int] | None) -> None:
+        check_counts(options, 1, "rays_per_item", "samples", "views")
+        check_counts(options, 0, "query_views")
+        for name in ("near", "far"):
+            value = options[name]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigError(f"data.options.{name} must be a number >= 0, got {value!r}")
+        if options["near"] >= options["far"]:
+            raise ConfigError("data.options.near must be smaller than data.options.far")
+        if not isinstance(options["view_dirs"], bool):
+            raise ConfigError(f"data.options.view_dirs must be true or false, got {options['view_dirs']!r}")
+        if options["size"] is not None:
+            check_size(options)
+
+    def whole_items(self, source: Source, split: str) -> OwnCoordinateItems:
+        options = source.options
+        scenes = _scene_dirs(source, Path(source.path), split)
+        if source.max_items and len(scenes) > source.max_items:
+            keep = np.sort(np.random.default_rng(source.seed).choice(len(scenes), source.max_items, replace=False))
+            scenes = [scenes[i] for i in keep]
+        held_out = options["query_views"] if split == "test" else 0
+        signals = [read_scene(d, options["views"], options["size"])
+                   for d in tqdm(scenes, desc=f"loading scenes {split}", leave=False,
+                                 disable=True if len(scenes) < 20 else None)]
+        shape = signals[0].grid_shape
+        for directory, signal in zip(scenes, signals):
+            if signal.grid_shape != shape:
+                raise InputError(f"{directory}: {signal.grid_shape[0]} views of {list(signal.grid_shape[1:])} but the "
+                                 f"first scene has {shape[0]} of {list(shape[1:])}; set data.options.views / size")
+        if shape[0] <= held_out:
+            raise InputError(f"{scenes[0]}: {shape[0]} views leave none to adapt on after {held_out} query views")
+        features = torch.stack([s.features for s in signals])
+        coords = torch.stack([s.coords for s in signals])
+        context = shape[0] - held_out
+        observation = {"kind": "volume", "samples": options["samples"], "near": float(options["near"]),
+                       "far": float(options["far"]), "view_dirs": options["view_dirs"]}
+        return OwnCoordinateItems(features[:, :context], coords[:, :context],
+                                  features[:, context:] if held_out else None,
+                                  coords[:, context:] if held_out else None, observation, options["rays_per_item"])
+
+
 class SceneModality(Modality):
     name = "scene"
     suffixes = ()  # a scene is a folder
@@ -205,6 +282,9 @@ class SceneModality(Modality):
     coord_range = None  # rays, not a regular grid: scenes are fitted whole, never patched
     loss = "mse"
     in_dim = 6
+
+    def data_kinds(self) -> list[DataKind]:
+        return [SceneSet()]
 
     def read(self, path: Path) -> Signal:
         return read_scene(path)
