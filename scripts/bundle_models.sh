@@ -3,36 +3,45 @@
 #
 #   scripts/bundle_models.sh                 # all three, with the CPU budgets the bundled ones had
 #   BUDGET_SCALE=10 DEVICE=cuda scripts/bundle_models.sh image   # longer, on a GPU
+#   INIT=src/vcinr/models/image scripts/bundle_models.sh image   # continue from the bundled weights
 #
-# Trains into runs/bundled/<name>/ (re-running resumes), fits the quality levels, then copies
-# the model (config.json, model.safetensors) and its codecs - not the latents cache or
-# checkpoints - into src/vcinr/models/<name>/. Run from the repository root, with the data in
-# ../shared/data (the paths recorded in the configs).
+# Trains into runs/bundled/<name>/ (re-running resumes), stores the weights in half precision
+# where the entry says so (before fitting: codecs belong to the exact weights), fits the quality
+# levels, then copies the model (config.json, model.safetensors) and its codecs - not the
+# latents cache or checkpoints - into src/vcinr/models/<name>/. Run from the repository root,
+# with the data in ../shared/data (the paths recorded in the configs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VCINR=${VCINR:-.venv/bin/vcinr}
+PYTHON=${PYTHON:-.venv/bin/python}
 DEVICE=${DEVICE:-cpu}
 SCALE=${BUDGET_SCALE:-1}
-CODEC_STEPS=${CODEC_STEPS:-400}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
+# the tiny models' levels were fitted with the schedule fit-codec had before its warm-up existed
+OLD_SCHEDULE="--warmup-steps 0 --steps 400 --lr 1e-3 --final-lr-fraction 1 --max-points 100000000"
 
-# name | preset | training seconds | extra train options | fit-codec lambdas
+# name | config | training seconds | extra train options | half precision | fit-codec options
+# (image: the recipe's 5,000 steps, ~80 CPU minutes; the bundled weights are its step 2,500, docs/models.md)
 MODELS=(
-  "image|image-tiny|1200||0.0003 0.003 0.03"
-  "audio|librispeech-tiny|480|--set train.outer_lr=3e-4|0.01 0.1 1"
-  "era5|era5-tiny|240||0.001 0.01 0.1"
+  "image|experiments/recipe/w128d6-phi256-p16-unitphi0-lr3e-4.yaml|100000||half|--lambdas 0.001 0.003 0.01 0.03 0.1 0.3 --bits 3 4 5 6 --width 256 --max-items 8000"
+  "audio|librispeech-tiny|480|--steps 1000000 --set train.outer_lr=3e-4||--lambdas 0.01 0.1 1 --bits 4 6 8 --max-items 2000 $OLD_SCHEDULE"
+  "era5|era5-tiny|240|--steps 1000000||--lambdas 0.001 0.01 0.1 --bits 4 6 8 --max-items 2000 $OLD_SCHEDULE"
 )
 
 for entry in "${MODELS[@]}"; do
-  IFS='|' read -r name preset seconds extra lambdas <<<"$entry"
+  IFS='|' read -r name config seconds extra half fit <<<"$entry"
   if [ $# -gt 0 ] && [[ " $* " != *" $name "* ]]; then continue; fi
   run=runs/bundled/$name
   budget=$(python3 -c "print($seconds * $SCALE)")
+  init=()
+  if [ -n "${INIT:-}" ]; then init=(--init "$INIT"); fi
   # shellcheck disable=SC2086
-  "$VCINR" train --config "$preset" --out "$run" --time-budget "$budget" --steps 1000000 --device "$DEVICE" $extra --quiet
+  "$VCINR" train --config "$config" --out "$run" --time-budget "$budget" --device "$DEVICE" "${init[@]}" $extra --quiet
+  if [ -n "$half" ]; then
+    "$PYTHON" -c "import sys; from vcinr.meta.model import store_half_precision; store_half_precision(sys.argv[1])" "$run"
+  fi
   # shellcheck disable=SC2086
-  "$VCINR" fit-codec --model "$run" --lambdas $lambdas --bits 4 6 8 --steps "$CODEC_STEPS" --lr 1e-3 \
-    --max-items 2000 --quiet
+  "$VCINR" fit-codec --model "$run" $fit --quiet
   dest=src/vcinr/models/$name
   rm -rf "$dest"
   mkdir -p "$dest/codecs"

@@ -1,7 +1,7 @@
 """The bundled pretrained models: listed by ``vcinr models``, picked without ``--model``, small.
 
 The compress test uses a crop of Kodak kodim17, which the image model was not trained on
-(it saw kodim01-16 and CIFAR-10 training images); the full 768x512 image goes the same way
+(it saw kodim01-16 and the 145 photographs of ../shared/data/photos); the full 768x512 image goes the same way
 (docs/models.md has its figures).
 """
 
@@ -24,7 +24,7 @@ BUNDLE_LIMIT = 25_000_000
 def test_bundled_models_cover_image_audio_and_era5_within_the_size_limit():
     models = {m.name: m for m in bundled_models()}
     assert {m.modality for m in models.values()} >= {"image", "audio", "sphere"}
-    assert models["image"].item_shape == (32, 32)  # patches: any image size
+    assert models["image"].item_shape == (16, 16)  # patches: any image size
     total = sum(p.stat().st_size for p in MODELS.rglob("*") if p.is_file())
     assert total <= BUNDLE_LIMIT
     assert not list(MODELS.rglob("latents.*")) and not list(MODELS.rglob(".ckpt-*"))  # no caches shipped
@@ -43,7 +43,7 @@ def test_vcinr_models_lists_name_modality_size_and_levels(vcinr_main, capsys):
 
 @pytest.fixture
 def kodim17_crop(data_dir, tmp_path):
-    """A 100x70 crop of a Kodak image the bundled image model never saw (not a multiple of the 32x32 patch)."""
+    """A 100x70 crop of a Kodak image the bundled image model never saw (not a multiple of the 16x16 patch)."""
     path = tmp_path / "kodim17-crop.png"
     with Image.open(data_dir / "kodak" / "kodim17.png") as image:
         image.crop((200, 300, 300, 370)).save(path)
