@@ -202,7 +202,7 @@ def _load_training_items(loaded: LoadedModel, data: str | Path | None, max_items
     if max_items is not None and features.shape[0] > max_items:  # mixed sources: the cap is on the total
         keep = torch.randperm(features.shape[0], generator=torch.Generator().manual_seed(0))[:max_items].sort().values
         features = features[keep]
-        coords = coords[keep] if coords.dim() == 3 else coords
+        coords = item_coords(coords, keep)
     return cfg, coords, features
 
 
