@@ -13,6 +13,7 @@ loss is a subclass registered with :func:`register_loss`.
 from __future__ import annotations
 
 import math
+from abc import ABCMeta, abstractmethod
 
 import torch
 from torch.nn import functional as F
@@ -23,7 +24,7 @@ def psnr_from_mse(mse: torch.Tensor) -> torch.Tensor:
     return -10.0 * torch.log10(mse.clamp_min(1e-12))
 
 
-class Loss(str):
+class Loss(str, metaclass=ABCMeta):
     """A reconstruction loss (abstract); the instance is the loss's name.
 
     Attributes:
@@ -38,29 +39,28 @@ class Loss(str):
     output_bias: float
     has_snr: bool = False
 
+    @abstractmethod
     def point_loss(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """The loss of every point and channel of raw network output ``out``, ``out``'s shape."""
-        raise NotImplementedError
 
+    @abstractmethod
     def point_loss_grad(self, out: torch.Tensor, targets: torch.Tensor, scale: float) -> torch.Tensor:
         """``∂(scale · Σ point_loss)/∂out``, written out (the inner loop's hand-written gradient)."""
-        raise NotImplementedError
 
     def features(self, out: torch.Tensor) -> torch.Tensor:
         """Raw network output → features as a decoder writes them."""
         return out
 
+    @abstractmethod
     def output_errors(self, out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Per-point, per-channel error of raw network output (what quality figures count)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def feature_errors(self, decoded: torch.Tensor, original: torch.Tensor) -> torch.Tensor:
         """Per-point, per-channel error of decoded features against the original's."""
-        raise NotImplementedError
 
     def quality(self, mean_error: torch.Tensor) -> torch.Tensor:
         """Quality figure (:attr:`metric`) of a mean error, finite for averaging."""
-        raise NotImplementedError
 
     def exact_quality(self, mean_error: float) -> float:
         """Quality figure of one mean error as reported to a user (a lossless PSNR is ``inf``)."""

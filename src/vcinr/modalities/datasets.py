@@ -128,6 +128,13 @@ def check_size(options: Mapping[str, Any]) -> None:
 class DataKind:
     """One layout of training data of one modality (``data.kind: <name>``).
 
+    A kind gives its items one of two ways, and :func:`vcinr.data.load_items` asks in this
+    order: :meth:`whole_items` (items with coordinates of their own, e.g. scenes' rays), or,
+    where that is ``None``, ``units(source, root, split) -> list`` (the files, fields, ... of
+    ``split`` in order: what ``max_items`` samples and loading iterates) and
+    ``load(source, unit, split, rng) -> Batch`` (the whole signals of one unit; ``rng`` is
+    seeded per unit for random crops), which grid kinds define.
+
     Attributes:
         name: the ``data.kind`` it answers to.
         modality: the registered modality its items are.
@@ -140,14 +147,6 @@ class DataKind:
 
     def check_options(self, options: dict[str, Any], patch: list[int] | None) -> None:
         """Refuse, in one line, options (defaults filled in) that do not make sense for this kind."""
-
-    def units(self, source: Source, root: Path, split: str) -> list:
-        """The units (files, fields, ...) of ``split``, in order: what ``max_items`` samples and loading iterates."""
-        raise NotImplementedError
-
-    def load(self, source: Source, unit: Any, split: str, rng: np.random.Generator) -> Batch:
-        """The whole signals of one unit; ``rng`` is seeded per unit (random crops and augmentation)."""
-        raise NotImplementedError
 
     def forget(self) -> None:
         """Drop files cached between units: a new load may see changed files."""
