@@ -133,3 +133,25 @@ def test_a_run_recorded_before_an_option_existed_still_resumes(tmp_path):
     del recorded["train"]["init_from"]  # as written by a vcinr without train.init_from
     (out / "train_config.json").write_text(json.dumps(recorded))
     assert main(["train", "--config", str(config), "--out", str(out), "--steps", "6", "--quiet"]) == 0
+
+
+def test_weight_average_is_what_validation_scores_and_the_run_writes(tmp_path, capsys):
+    """``train.ema_decay``: the model written is the checkpoint's average, not its raw weights,
+    and a run stopped and resumed averages exactly as an uninterrupted one."""
+    from vcinr.storage import load_state
+
+    config, ema = tiny_config(tmp_path, steps=6), ["--set", "train.ema_decay=0.5"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert main(["train", "--config", str(config), "--out", str(straight), "--quiet", *ema]) == 0
+    tensors, _ = load_state(straight / "checkpoint.safetensors")
+    written = load_model(straight).model.state_dict()
+    assert all(torch.equal(written[k], tensors[f"ema.module.{k}"]) for k in written)
+    assert not all(torch.equal(written[k], tensors[f"model.{k}"]) for k in written)
+    assert main(["train", "--config", str(config), "--out", str(resumed), "--steps", "3", "--quiet", *ema]) == 0
+    assert main(["train", "--config", str(config), "--out", str(resumed), "--quiet", *ema]) == 0
+    again = load_model(resumed).model.state_dict()
+    assert all(torch.equal(written[k], again[k]) for k in written)
+    capsys.readouterr()
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "bad"), "--quiet",
+                 "--set", "train.ema_decay=1.0"]) == 2
+    assert "train.ema_decay must be in (0, 1)" in capsys.readouterr().err

@@ -85,7 +85,9 @@ class TrainConfig:
     steps, when the adapted latents change fastest, and a decayed rate settles a long run.
     ``init_from`` starts a new run from another model's weights (same architecture) with a
     fresh optimiser and schedule: how a long training continues from committed weights when
-    its checkpoint (optimiser state included) is too large to keep.
+    its checkpoint (optimiser state included) is too large to keep.  ``ema_decay`` turns on an
+    exponential moving average of the weights that validation and the written model use
+    (:mod:`vcinr.meta.averaging`); 0.998 averages over about the last 500 steps.
     """
 
     steps: int = 1000
@@ -102,6 +104,7 @@ class TrainConfig:
     device: str = "cpu"
     time_budget: float | None = None
     init_from: str | None = None  # a model directory whose weights start the run (a warm start)
+    ema_decay: float | None = None  # average the weights (validated and saved) with this decay per step
 
 
 @dataclass
@@ -141,6 +144,8 @@ class Config:
             raise ConfigError(f"train.time_budget must be positive seconds, got {t.time_budget}")
         if t.warmup_steps < 0:
             raise ConfigError(f"train.warmup_steps must be >= 0, got {t.warmup_steps}")
+        if t.ema_decay is not None and not 0.0 < t.ema_decay < 1.0:
+            raise ConfigError(f"train.ema_decay must be in (0, 1) (or null for none), got {t.ema_decay}")
         if t.decay not in ("none", "cosine"):
             raise ConfigError(f"train.decay must be none or cosine, got {t.decay!r}")
         if not 0.0 <= t.final_lr_fraction <= 1.0:

@@ -47,6 +47,7 @@ from vcinr.config import Config, TrainConfig
 from vcinr.data import ItemSet, load_items
 from vcinr.errors import ConfigError, Interrupted, ModelError
 from vcinr.limits import MAX_METRICS_BYTES, open_regular, parse_json, read_json
+from vcinr.meta.averaging import WeightAverage
 from vcinr.meta.distributed import DistContext, distributed_context, world_size
 from vcinr.meta.metasgd import MetaINR, item_coords
 from vcinr.meta.model import WEIGHTS_FILE, ItemSpec, build_model, load_model, save_model
@@ -174,7 +175,7 @@ class _Checkpoint:
         return self.path.is_file()
 
     def save(self, model: MetaINR, optimizer: torch.optim.Optimizer, sampler: torch.Generator,
-             scalars: dict[str, Any]) -> None:
+             scalars: dict[str, Any], average: WeightAverage | None) -> None:
         if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
             raise ModelError(f"training produced non-finite weights by step {scalars['step']}; not saved "
                              "(the last good checkpoint is kept)")
@@ -184,10 +185,13 @@ class _Checkpoint:
             for key, value in pstate.items():
                 tensors[f"opt.{pid}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
         tensors["rng.sampler"] = sampler.get_state()
+        if average is not None:
+            tensors.update(average.state_tensors())
         scalars = dict(scalars, param_groups=[{k: v for k, v in g.items() if k != "params"} for g in opt["param_groups"]])
         save_state(self.path, tensors, scalars)
 
-    def load(self, model: MetaINR, optimizer: torch.optim.Optimizer, sampler: torch.Generator) -> dict[str, Any]:
+    def load(self, model: MetaINR, optimizer: torch.optim.Optimizer, sampler: torch.Generator,
+             average: WeightAverage | None) -> dict[str, Any]:
         try:
             tensors, scalars = load_state(self.path)
             model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
@@ -201,6 +205,8 @@ class _Checkpoint:
                 group.update({k: v for k, v in saved.items() if k in group})
             optimizer.load_state_dict({"state": state, "param_groups": opt["param_groups"]})
             sampler.set_state(tensors["rng.sampler"])
+            if average is not None:
+                average.load_state_tensors(tensors)
             scalars.update(step=int(scalars["step"]), elapsed=float(scalars["elapsed"]), initial=dict(scalars["initial"]))
         except (SafetensorError, KeyError, TypeError, RuntimeError, ValueError, OSError) as exc:
             raise ModelError(f"cannot resume from {self.path}: damaged or from another vcinr version "
@@ -354,11 +360,13 @@ def _train(config: Config, out: Path, progress: bool, ctx: DistContext) -> Train
     _check_same_run(out, config, write=ctx.is_main, resuming=checkpoint.exists())
     log = (lambda record: _log(metrics_path, record)) if ctx.is_main else (lambda record: None)
 
-    evaluate_now = lambda: evaluate(model, test_items, t.eval_items, t.batch_size, device=device, ctx=ctx)  # noqa: E731
     if not checkpoint.exists() and t.init_from is not None:
         _warm_start(model, Path(t.init_from))
+    average = WeightAverage(model, t.ema_decay) if t.ema_decay is not None else None
+    validated = average.model if average is not None else model  # what validation scores and the run writes
+    evaluate_now = lambda: evaluate(validated, test_items, t.eval_items, t.batch_size, device=device, ctx=ctx)  # noqa: E731
     if checkpoint.exists():
-        scalars = checkpoint.load(model, optimizer, sampler)
+        scalars = checkpoint.load(model, optimizer, sampler, average)
         step, elapsed, initial = scalars["step"], scalars["elapsed"], scalars["initial"]
         cpu_elapsed = float(scalars.get("cpu", 0.0))  # absent in checkpoints of older versions
         if ctx.is_main:
@@ -411,6 +419,8 @@ def _train(config: Config, out: Path, progress: bool, ctx: DistContext) -> Train
             for group in optimizer.param_groups:
                 group["lr"] = outer_lr_at(t, step)
             optimizer.step()
+            if average is not None:
+                average.update(model)
             step += 1
             bar.update(1)
             record: dict[str, Any] = {"step": step, "loss": loss.item(), "time": time.perf_counter() - started,
@@ -425,18 +435,19 @@ def _train(config: Config, out: Path, progress: bool, ctx: DistContext) -> Train
             if ctx.is_main and (step % t.checkpoint_every == 0 or step == t.steps):
                 checkpoint.save(model, optimizer, sampler,
                                 {"step": step, "elapsed": time.perf_counter() - started,
-                                 "cpu": time.process_time() - cpu_started, "initial": initial})
+                                 "cpu": time.process_time() - cpu_started, "initial": initial}, average)
     bar.close()
     elapsed = time.perf_counter() - started
     if ctx.is_main:
         checkpoint.save(model, optimizer, sampler, {"step": step, "elapsed": elapsed,
-                                                    "cpu": time.process_time() - cpu_started, "initial": initial})
+                                                    "cpu": time.process_time() - cpu_started, "initial": initial},
+                        average)
     if interrupted:
         ctx.barrier()  # the checkpoint is complete before any rank exits
         raise Interrupted(f"stopped at step {step} of {t.steps}; checkpoint saved in {out}, "
                           "run the same command again to resume")
     final = evaluate_now()
-    fingerprint = save_model(model, config, spec, out) if ctx.is_main else ""
+    fingerprint = save_model(validated, config, spec, out) if ctx.is_main else ""
     ctx.barrier()  # the model is complete before any rank returns
     if not ctx.is_main:
         fingerprint = fingerprint_file(out / WEIGHTS_FILE)
