@@ -21,7 +21,8 @@ Cases (fp32, ``--threads`` CPU threads, 2 by default):
   pipeline batches it: what is left of ``encode``/``decode`` is the pipeline's own work
   (reading, entropy coding, the PNG writer, ...).
 
-Every case reports the median wall time over ``--repeats`` runs after a warm-up run (the
+Every case reports the median wall time and CPU seconds (all threads; less disturbed than wall
+time by other jobs on the machine) over ``--repeats`` runs after a warm-up run (the
 meta-step cases are timed in turns in one process, encode and decode in another), the peak
 memory of one run above the footprint before it, measured in a fresh process per case (peak
 RSS with every tensor mapped on its own on CPU, ``max_memory_allocated`` on CUDA),
@@ -121,11 +122,20 @@ def _sync(device: str) -> None:
 
 
 def _timed(fn: Callable[[], object], device: str) -> float:
+    return _timed_cpu(fn, device)[0]
+
+
+def _timed_cpu(fn: Callable[[], object], device: str) -> tuple[float, float]:
+    """Wall and CPU seconds (all threads of this process) of one ``fn()``.
+
+    CPU seconds compare runs on a machine shared with other jobs better than wall time: a
+    busy machine stretches the wall time of a run far more than the CPU time it needs.
+    """
     _sync(device)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     fn()
     _sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 @dataclass
@@ -159,7 +169,8 @@ def time_cases(cases: list[Case], device: str, repeats: int) -> dict[str, dict]:
     layer_mm = lambda: torch.mm(rows, square)  # noqa: E731  (the shape of a SIREN layer's products)
     results: dict[str, dict] = {}
     for case in cases:
-        results[case.name] = {"warmup_s": _timed(case.run, device), "times_s": [], "reference_times_s": []}
+        results[case.name] = {"warmup_s": _timed(case.run, device), "times_s": [], "cpu_times_s": [],
+                              "reference_times_s": []}
         _timed(case.run, device)
         if case.reference is not None:
             _timed(case.reference, device)
@@ -167,7 +178,9 @@ def time_cases(cases: list[Case], device: str, repeats: int) -> dict[str, dict]:
     _timed(mm, device)
     for _ in range(repeats):
         for case in cases:
-            results[case.name]["times_s"].append(_timed(case.run, device))
+            wall, cpu = _timed_cpu(case.run, device)
+            results[case.name]["times_s"].append(wall)
+            results[case.name]["cpu_times_s"].append(cpu)
             if case.reference is not None:
                 results[case.name]["reference_times_s"].append(_timed(case.reference, device))
         mm_times.append(min(_timed(mm, device) for _ in range(3)))
@@ -177,7 +190,7 @@ def time_cases(cases: list[Case], device: str, repeats: int) -> dict[str, dict]:
     for case in cases:
         r = results[case.name]
         r.update(case.info, case=case.name, flops=case.flops, median_s=statistics.median(r["times_s"]),
-                 mm_gflops=mm_gflops, layer_mm_gflops=layer_gflops)
+                 median_cpu_s=statistics.median(r["cpu_times_s"]), mm_gflops=mm_gflops, layer_mm_gflops=layer_gflops)
         if r["reference_times_s"]:
             r["reference_median_s"] = statistics.median(r["reference_times_s"])
         else:
@@ -452,7 +465,8 @@ def _machine(threads: int, device: str) -> dict:
             "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
         if names:
             info["cpu"] = names[0]
     if device.startswith("cuda"):
@@ -464,7 +478,8 @@ def _row(r: dict) -> str:
     extra = ""
     if "reference_median_s" in r:
         extra = f"  {r['median_s'] / r['reference_median_s']:6.1f}× JPEG 2000 ({r['reference_median_s']:.3f} s)"
-    return (f"{r['case']:<18} {r['median_s']:8.3f} s {r['peak_mib']:7.0f} MiB {r['flops'] / 1e9:7.1f} GFLOP "
+    return (f"{r['case']:<18} {r['median_s']:8.3f} s {r['median_cpu_s']:8.3f} CPU s {r['peak_mib']:7.0f} MiB "
+            f"{r['flops'] / 1e9:7.1f} GFLOP "
             f"{r['gflops']:6.1f} GFLOP/s {100 * r['fraction_of_mm']:5.1f} % of mm ({r['mm_gflops']:.0f}) "
             f"{100 * r['fraction_of_layer_mm']:5.1f} % of layer mm ({r['layer_mm_gflops']:.0f}){extra}")
 
