@@ -17,6 +17,11 @@ some 30 dB higher than the waveform's SNR, so the SNR is given beside it.
 
 ``vcinr demo --train`` instead meta-trains a tiny VC-INR on bundled CIFAR-10 samples and
 reports the PSNR after three inner steps before and after meta-learning.
+
+Everything per modality comes from its plug-in (:class:`vcinr.modalities.base.Modality`): the
+anchor and strongest standard codecs, the rate unit, whether an SNR applies (``snr_centre``);
+the figure follows from the signal's shape: spectrograms for signals with a duration, pictures
+of two-dimensional grids, none otherwise.
 """
 
 from __future__ import annotations
@@ -33,19 +38,16 @@ import numpy as np
 from vcinr.bundled import model_for_input
 from vcinr.codec.levels import list_levels
 from vcinr.errors import VcinrError
-from vcinr.evaluate.baselines import encode_image, evaluate_baselines, nearest_point, sphere_to_uint8
+from vcinr.evaluate.baselines import evaluate_baselines, load_items, nearest_point, run_codec
 from vcinr.evaluate.metrics import unit_to_int16
 from vcinr.evaluate.plots import curves_from_points, rd_plot, reconstruction_grid, spectrogram_figure
 from vcinr.evaluate.points import RDPoint
 from vcinr.meta.model import load_model
-from vcinr.modalities import get_modality, read_signal
+from vcinr.modalities import Modality, get_modality, read_signal
 from vcinr.pipeline import compress_file, decompress_file, signal_quality
 
 SAMPLES = Path(str(resources.files("vcinr") / "samples"))
 DEMO_FILES = ("kodim20-crop.png", "533-1066-0001-4s.flac", "era5-t2m-1000.npz")
-CODECS = {"image": ("jpeg", "webp", "avif"), "audio": ("mp3", "opus"), "sphere": ("jpeg", "webp", "avif")}
-# the strongest standard codecs the demo has: each level is shown beside the best of them
-STRONG = {"image": ("webp", "avif"), "audio": ("opus",), "sphere": ("webp", "avif")}
 RATE_WINDOW = 1.25  # "about the same rate": within a factor of 1.25 either way
 ROUND_TRIP_TOLERANCE_DB = 1e-6
 
@@ -58,7 +60,7 @@ class CodecPoint:
     setting: str
     rate: float
     psnr: float
-    snr: float | None  # audio only
+    snr: float | None  # where the modality has an snr_centre (audio)
 
     def text(self, unit: str) -> str:
         snr = f" (SNR {self.snr:.2f} dB)" if self.snr is not None else ""
@@ -78,12 +80,12 @@ class DemoRow:
     rate_unit: str  # "bpp" or "kbps"
     psnr: float  # what compress printed
     decoded_psnr: float  # measured on the file decompress wrote
-    snr: float | None  # audio: SNR of the decoded waveform
+    snr: float | None  # SNR of the decoded signal where the modality has an snr_centre (audio)
     encode_seconds: float
     decode_seconds: float
     anchor: str
     anchor_point: CodecPoint | None = None  # the anchor (JPEG, MP3) at the nearest rate
-    best_point: CodecPoint | None = None  # the best of STRONG at about the same rate
+    best_point: CodecPoint | None = None  # the best of the strong_codecs at about the same rate
 
 
 def demo_levels(model_dir: Path) -> list[str]:
@@ -107,23 +109,35 @@ def _round_trip(sample: Path, model_dir: Path, quality: str, files: Path) -> tup
         raise VcinrError(f"round trip of {sample.name} at quality {quality}: compress reported PSNR "
                          f"{report.value:.6f} dB but the decoded file has {measured:.6f} dB")
     rate_unit = "kbps" if report.kbps is not None else "bpp"
-    snr = report.value + signal_power_db(original.features.numpy()) if report.modality == "audio" else None
+    plugin = get_modality(report.modality)
+    snr_offset = _snr_offset(original.features.numpy(), plugin)
     row = DemoRow(sample.name, report.modality, model_dir.name, report.quality, report.bytes,
-                  report.kbps if report.kbps is not None else report.bpp, rate_unit, report.value, measured, snr,
-                  report.seconds, back.seconds, get_modality(report.modality).codecs[0])
+                  report.kbps if report.kbps is not None else report.bpp, rate_unit, report.value, measured,
+                  report.value + snr_offset if snr_offset is not None else None,
+                  report.seconds, back.seconds, plugin.codecs[0])
     return row, decoded
 
 
-def signal_power_db(features: np.ndarray) -> float:
-    """``10·log10(mean((f − ½)²))`` of audio features: SNR = PSNR + this, for any reconstruction.
+def signal_power_db(features: np.ndarray, centre: float = 0.5) -> float:
+    """``10·log10(mean((f − c)²))`` of features whose silence is ``c``: SNR = PSNR + this, for any reconstruction.
 
-    Audio features are ``(x + 2**(B-1)) / (2**B - 1)`` (``½`` is silence to within 2**-B), and
-    PSNR is ``-10·log10(MSE)`` on them, so ``SNR = 10·log10(Σ(f − ½)² / Σ(f − f̂)²)`` — the
+    Audio features are ``(x + 2**(B-1)) / (2**B - 1)`` (``c = ½`` is silence to within 2**-B),
+    and PSNR is ``-10·log10(MSE)`` on them, so ``SNR = 10·log10(Σ(f − c)² / Σ(f − f̂)²)`` — the
     waveform's SNR — is PSNR plus the signal's power in dB.  The standard codecs' PSNR is
     measured the same way (:mod:`vcinr.evaluate.baselines`), so their SNR follows too.
     """
-    power = float(np.mean(np.square(features.astype(np.float64) - 0.5)))
+    power = float(np.mean(np.square(features.astype(np.float64) - centre)))
     return 10.0 * math.log10(power) if power > 0 else -math.inf
+
+
+def _snr_offset(features: np.ndarray, plugin: Modality) -> float | None:
+    """What turns a PSNR into an SNR for this signal, ``None`` where the modality has no SNR."""
+    return signal_power_db(features, plugin.snr_centre) if plugin.snr_centre is not None else None
+
+
+def demo_codecs(plugin: Modality) -> tuple[str, ...]:
+    """The standard codecs the demo runs: the modality's anchor and its strongest codecs."""
+    return tuple(dict.fromkeys(plugin.codecs[:1] + plugin.strong_codecs))
 
 
 def _point(p: RDPoint, snr_offset: float | None) -> CodecPoint:
@@ -152,26 +166,24 @@ def _vcinr_points(rows: list[DemoRow]) -> list[RDPoint]:
 
 def _figures(sample: Path, modality: str, rows: list[DemoRow], decoded: list[Path], others: list[RDPoint],
              out: Path) -> list[Path]:
-    """Reconstructions beside the original (and the standard codecs ``others``): pictures, or spectrograms."""
-    original = read_signal(sample, modality).features.numpy()
+    """Reconstructions beside the original: spectrograms of a signal with a duration (audio), or
+    pictures of a two-dimensional grid with the standard codecs ``others`` beside them; none otherwise."""
+    signal = read_signal(sample, modality)
+    original, grid = signal.features.numpy(), tuple(signal.features.shape[:-1])
     recs = {f"q{r.quality.split()[0]} {r.rate:.3g} {r.rate_unit}": read_signal(d, modality).features.numpy()
             for r, d in zip(rows, decoded)}
-    if modality == "audio":
+    duration = get_modality(modality).duration(signal.meta, grid)
+    if duration is not None:
         recs = {label: unit_to_int16(x) for label, x in recs.items()}
-        rate = int(read_signal(sample, modality).meta["sample_rate"])
-        return [spectrogram_figure(unit_to_int16(original), recs, rate, out / "spectrograms-audio.png")]
-    if modality == "image":
-        pixels = np.rint(original * 255.0).astype(np.uint8)
-        recs = {label: np.rint(x * 255.0).astype(np.uint8) for label, x in recs.items()}
-        for other in others:
-            recs[f"{other.codec} {other.rate:.3g} bpp"] = encode_image(pixels, other.codec, other.value)[1]
-        return [reconstruction_grid(pixels, recs, out / "reconstructions-image.png")]
-    field = original[..., 0]
-    grids = {label: x[..., 0] for label, x in recs.items()}
+        rate = round(grid[0] / duration)
+        return [spectrogram_figure(unit_to_int16(original), recs, rate, out / f"spectrograms-{modality}.png")]
+    if len(grid) != 2:
+        return []
+    item = load_items([sample], modality)[0]  # as the standard codecs take it
     for other in others:
-        coded = encode_image(sphere_to_uint8(field), other.codec, other.value)[1]
-        grids[f"{other.codec} {other.rate:.3g} bpp"] = coded.astype(np.float64) / 255.0
-    return [reconstruction_grid(field, grids, out / f"reconstructions-{modality}.png")]
+        coded = run_codec(item, modality, other.codec, [other.value], with_ms_ssim=False)[0].reconstruction
+        recs[f"{other.codec} {other.rate:.3g} {rows[0].rate_unit}"] = coded
+    return [reconstruction_grid(original, recs, out / f"reconstructions-{modality}.png")]
 
 
 def _rate_order_notes(rows: list[DemoRow]) -> list[str]:
@@ -225,11 +237,12 @@ def run_demo(out: Path, samples: tuple[str, ...] = DEMO_FILES) -> list[DemoRow]:
         pairs = [_round_trip(sample, bundled.directory, q, files) for q in demo_levels(bundled.directory)]
         sample_rows, decoded = [p[0] for p in pairs], [p[1] for p in pairs]
         modality = sample_rows[0].modality
-        baselines = evaluate_baselines([sample], modality, CODECS[modality], ms_ssim=False)
-        snr_offset = signal_power_db(read_signal(sample, modality).features.numpy()) if modality == "audio" else None
+        plugin = get_modality(modality)
+        baselines = evaluate_baselines([sample], modality, demo_codecs(plugin), ms_ssim=False)
+        snr_offset = _snr_offset(read_signal(sample, modality).features.numpy(), plugin)
         for row in sample_rows:
             near = nearest_point(baselines, row.rate, row.anchor)
-            best = best_at_rate(list(baselines), row.rate, STRONG[modality])
+            best = best_at_rate(list(baselines), row.rate, plugin.strong_codecs)
             row.anchor_point = _point(near, snr_offset) if near is not None else None
             row.best_point = _point(best, snr_offset) if best is not None else None
         unit = sample_rows[0].rate_unit
@@ -238,7 +251,7 @@ def run_demo(out: Path, samples: tuple[str, ...] = DEMO_FILES) -> list[DemoRow]:
                                title=f"{sample.name}: bundled model '{bundled.name}'"))
         lowest = sample_rows[0].rate
         others = [p for p in (nearest_point(baselines, lowest, sample_rows[0].anchor),
-                              best_at_rate(list(baselines), lowest, STRONG[modality])) if p is not None]
+                              best_at_rate(list(baselines), lowest, plugin.strong_codecs)) if p is not None]
         written += _figures(sample, modality, sample_rows, decoded, others, out)
         rows += sample_rows
     seconds = time.perf_counter() - started

@@ -100,6 +100,7 @@ class AudioModality(Modality):
     in_dim = 1
     snr_centre = 0.5  # a waveform in [-1, 1] is stored as (x + 1) / 2
     codecs = ("mp3", "aac", "opus")
+    strong_codecs = ("opus",)  # for speech
     dataset_options = MappingProxyType({"clip_seconds": 3.0})  # the paper's first 3 s of each utterance
 
     def duration(self, meta: dict, grid: tuple[int, ...]) -> float | None:

@@ -44,6 +44,8 @@ class Modality(ABC):
             (audio); ``None`` where an SNR would mean nothing.
         codecs: the standard codecs it is compared with (names in
             :mod:`vcinr.evaluate.baselines`); the first is the anchor of BD-rates.
+        strong_codecs: the strongest of :attr:`codecs`, which a result is shown beside
+            (``vcinr demo``: each quality level beside the best of them at about its rate).
         dataset_options: the ``data.options`` a training set of its files takes (``data.kind``
             = its name, unless it lists kinds of its own: :meth:`data_kinds`), with their defaults.
     """
@@ -57,6 +59,7 @@ class Modality(ABC):
     directory: bool = False
     snr_centre: float | None = None
     codecs: tuple[str, ...] = ()
+    strong_codecs: tuple[str, ...] = ()
     dataset_options: Mapping[str, Any] = MappingProxyType({})
 
     @abstractmethod

@@ -157,6 +157,7 @@ class ImageModality(Modality):
     loss = "mse"
     in_dim = 2
     codecs = ("jpeg", "jpeg2000", "webp", "avif")
+    strong_codecs = ("webp", "avif")
 
     def data_kinds(self) -> list[DataKind]:
         return [ImageFiles(self), Cifar10()]

@@ -222,6 +222,7 @@ class SphereModality(Modality):
     loss = "mse"
     in_dim = 3
     codecs = ("jpeg", "jpeg2000", "webp", "avif")  # unrolled onto the rectangular grid, as in the paper
+    strong_codecs = ("webp", "avif")
 
     def data_kinds(self) -> list[DataKind]:
         return [SphereFieldSet()]
