@@ -70,7 +70,8 @@ class _SinCos(torch.autograd.Function):
         ctx.save_for_backward(*output)
 
     @staticmethod
-    def backward(ctx, grad_sin: torch.Tensor | None, grad_cos: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
+    def backward(ctx, grad_sin: torch.Tensor | None,  # type: ignore[override]
+                 grad_cos: torch.Tensor | None) -> torch.Tensor:
         sin, cos = ctx.saved_tensors
         if grad_sin is None:
             return -grad_cos * sin
@@ -94,7 +95,8 @@ class _OneDNNLinear(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:  # type: ignore[override]
+    def forward(x: torch.Tensor, weight: torch.Tensor,  # type: ignore[override]
+                bias: torch.Tensor | None) -> torch.Tensor:
         return _onednn_linear(x, weight, bias)
 
     @staticmethod

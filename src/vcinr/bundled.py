@@ -114,4 +114,5 @@ def format_models(models: list[BundledModel]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["MODELS", "BundledModel", "bundled_models", "format_models", "model_for_bitstream", "model_for_input", "resolve_model"]
+__all__ = ["MODELS", "BundledModel", "bundled_models", "format_models", "model_for_bitstream", "model_for_input",
+           "resolve_model"]

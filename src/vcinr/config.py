@@ -248,7 +248,8 @@ def load_config(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
     else:
         preset = resources.files("vcinr.configs") / f"{name_or_path}.yaml"
         if not preset.is_file():
-            raise ConfigError(f"no config file or preset named {str(name_or_path)!r}; presets: {', '.join(preset_names())}")
+            raise ConfigError(f"no config file or preset named {str(name_or_path)!r}; "
+                              f"presets: {', '.join(preset_names())}")
         text = preset.read_text()
     raw = parse_yaml(text, str(name_or_path)) or {}
     if not isinstance(raw, dict):

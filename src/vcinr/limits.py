@@ -168,5 +168,5 @@ def read_json(path: Path, what: str, error: type[VcinrError]) -> Any:
 
 
 __all__ = ["MAX_ARRAY_BYTES", "MAX_INPUT_BYTES", "MAX_JSON_BYTES", "MAX_JSON_DEPTH", "MAX_JSON_ITEMS",
-           "MAX_METRICS_BYTES", "MAX_VCI_BYTES", "MAX_WEIGHTS_BYTES", "check_input_path", "check_json_shape", "open_regular", "parse_json",
-           "read_bounded", "read_json", "sha256_bounded"]
+           "MAX_METRICS_BYTES", "MAX_VCI_BYTES", "MAX_WEIGHTS_BYTES", "check_input_path", "check_json_shape",
+           "open_regular", "parse_json", "read_bounded", "read_json", "sha256_bounded"]

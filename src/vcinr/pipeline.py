@@ -89,7 +89,8 @@ class CompressReport:
         quality = f"PSNR {self.value:.2f} dB" if self.metric == "psnr" else f"accuracy {100 * self.value:.2f}%"
         return (f"{self.input.name} -> {self.output}: {self.bytes} bytes, {rate}, {quality}, "
                 f"entropy model {self.estimated_bits:.0f} bits + {self.overhead_bytes} B container, "
-                f"quality {self.quality}, {self.patches} patch{'es' if self.patches != 1 else ''}, {self.seconds:.1f} s")
+                f"quality {self.quality}, {self.patches} patch{'es' if self.patches != 1 else ''}, "
+                f"{self.seconds:.1f} s")
 
 
 @dataclass

@@ -162,8 +162,8 @@ def run_eval(model_dir: str | Path, inputs: Sequence[str | Path], out_dir: str |
         if reference not in reference_datasets():
             raise InputError(f"no published curves for {reference!r} (known: {', '.join(reference_datasets())})")
         curves += [reference_curve(r) for r in load_reference_curves(reference)]
-    plot_path = rd_plot(curves, out_dir / "rd.png", rate_unit=unit, title=f"{loaded.directory.name}: {len(files)} {modality} files",
-                        log_x=True)
+    plot_path = rd_plot(curves, out_dir / "rd.png", rate_unit=unit,
+                        title=f"{loaded.directory.name}: {len(files)} {modality} files", log_x=True)
     settings = {"model": str(model_dir), "model_fingerprint": loaded.fingerprint, "inputs": [str(i) for i in inputs],
                 "files": len(files), "anchor": anchor, "bd": bd, "reference": reference,
                 "qualities": list(qualities) if qualities else "all", "effort": effort,

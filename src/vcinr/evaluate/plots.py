@@ -220,7 +220,8 @@ def spectrogram_figure(
     for label, r in reconstructions.items():
         rows[label] = _mono(r)
         if rows[label].shape != rows["original"].shape:
-            raise InputError(f"reconstruction {label!r} has {rows[label].size} samples, the original {rows['original'].size}")
+            raise InputError(f"reconstruction {label!r} has {rows[label].size} samples, "
+                             f"the original {rows['original'].size}")
         score = metrics.psnr(original, r) if np.asarray(original).dtype == np.asarray(r).dtype == np.int16 else None
         titles[label] = f"{label}" + (f" — {score:.2f} dB" if score is not None else "")
     n = min(n_fft, rows["original"].size)

@@ -62,7 +62,8 @@ def reference_datasets(path: str | Path | None = None) -> list[str]:
     return list(dict.fromkeys(c["dataset"] for c in document["curves"]))
 
 
-def load_reference_curves(dataset: str, method: str | None = None, path: str | Path | None = None) -> list[ReferenceCurve]:
+def load_reference_curves(dataset: str, method: str | None = None,
+                          path: str | Path | None = None) -> list[ReferenceCurve]:
     """Published curves for ``dataset`` (``"cifar10"``, ``"kodak"``, ``"era5"``, ``"librispeech"``,
     ``"ucf101"``; spellings like ``"CIFAR-10"`` work), optionally only those of ``method``.
 
@@ -74,7 +75,8 @@ def load_reference_curves(dataset: str, method: str | None = None, path: str | P
     for c in document["curves"]:
         if c["dataset"] != key or (method is not None and c["method"].lower() != method.lower()):
             continue
-        notes = {k: v for k, v in c.items() if k not in {"dataset", "method", "kind", "source", "rate_unit", "rate", "psnr"}}
+        notes = {k: v for k, v in c.items()
+                 if k not in {"dataset", "method", "kind", "source", "rate_unit", "rate", "psnr"}}
         curves.append(ReferenceCurve(c["dataset"], c["method"], c["kind"], c["source"], c["rate_unit"],
                                      tuple(float(x) for x in c["rate"]), tuple(float(x) for x in c["psnr"]), notes))
     if not curves:

@@ -29,7 +29,8 @@ from vcinr.scenes.raster import rasterise, shade
 from vcinr.scenes.settings import SceneSettings
 from vcinr.signal import Signal
 
-DEFAULT_MESH = Path(__file__).resolve().parents[4] / "shared" / "data" / "voxels" / "stanford_bunny" / "bun_zipper_res3.ply"
+DEFAULT_MESH = (Path(__file__).resolve().parents[4] / "shared" / "data" / "voxels" / "stanford_bunny"
+                / "bun_zipper_res3.ply")
 RADIUS = 1.3  # camera distance, as SRN Cars
 FOCAL_AT_128 = 131.25  # SRN Cars' focal length for 128 x 128 views
 LIGHT = np.array([0.4, 0.8, 0.45])
