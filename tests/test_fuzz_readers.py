@@ -39,3 +39,21 @@ def test_every_reader_survives_a_small_fuzz_budget(tmp_path):
     for target in ("model", "level", "checkpoint", "image", "audio", "sphere", "array", "voxels", "video",
                    "scene-intrinsics", "scene-pose"):
         assert f" {target} " in run.stdout  # every target ran
+
+
+@pytest.mark.parametrize("loss", [[], {}, [1, 2, 3], {"kind": "volume"}])
+def test_a_list_or_object_as_item_loss_is_a_model_error(tmp_path, loss):
+    """Found by the 1,000,000-case run of 2026-12-02 (seed 4): ``item.loss`` of ``[]`` raised
+    ``TypeError: unhashable type`` (the registry of losses became a dict) instead of the one-line error."""
+    import json
+
+    from vcinr.errors import ModelError
+    from vcinr.meta.model import CONFIG_FILE, load_model
+
+    model = tmp_path / "model"
+    shutil.copytree(ROOT / "src" / "vcinr" / "models" / "image", model)
+    config = json.loads((model / CONFIG_FILE).read_text())
+    config["item"]["loss"] = loss
+    (model / CONFIG_FILE).write_text(json.dumps(config))
+    with pytest.raises(ModelError, match="item.loss must be"):
+        load_model(model)

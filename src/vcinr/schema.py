@@ -94,7 +94,7 @@ def check_item(item: Any, where: str) -> dict[str, Any]:
     if not isinstance(item["modality"], str) or item["modality"] not in MODALITIES:
         raise ModelError(f"{where}: item.modality must be one of {', '.join(MODALITIES)}, "
                          f"got {shown(item['modality'])}")
-    if item["loss"] not in LOSSES:
+    if not isinstance(item["loss"], str) or item["loss"] not in LOSSES:  # a list or object is unhashable
         raise ModelError(f"{where}: item.loss must be {' or '.join(LOSSES)}, got {shown(item['loss'])}")
     _int(item["in_dim"], f"{where}: item.in_dim", 1, MAX_RANK_GRID)
     _int(item["out_dim"], f"{where}: item.out_dim", 1, MAX_CHANNELS)
