@@ -207,7 +207,8 @@ def pack(header: Header, payload: bytes) -> bytes:
     """Serialise header + payload and append the CRC-32."""
     modality = header.modality.encode("ascii")
     d = len(header.grid_shape)
-    if not _MODALITY_NAME.fullmatch(header.modality) or not 1 <= len(modality) <= MAX_MODALITY or not 1 <= d <= MAX_NDIM or len(header.patch_shape) != d:
+    if (not _MODALITY_NAME.fullmatch(header.modality) or not 1 <= len(modality) <= MAX_MODALITY
+            or not 1 <= d <= MAX_NDIM or len(header.patch_shape) != d):
         raise ValueError("header fields out of range")
     meta = encode_meta(header.meta)
     parts = [
@@ -265,7 +266,8 @@ def unpack(data: bytes) -> tuple[Header, bytes]:
     if data[len(MAGIC)] != VERSION:
         old = (" (a CompressAI rANS payload: decode it with a vcinr from before format 2, e.g. commit 158ec5c)"
                if data[len(MAGIC)] == 1 else "")
-        raise BitstreamError(f"unsupported bitstream version {data[len(MAGIC)]}{old}; this vcinr reads version {VERSION}")
+        raise BitstreamError(f"unsupported bitstream version {data[len(MAGIC)]}{old}; "
+                             f"this vcinr reads version {VERSION}")
     (crc,) = struct.unpack("<I", data[-4:])
     if zlib.crc32(data[:-4]) != crc:
         try:

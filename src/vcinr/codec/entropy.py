@@ -202,8 +202,8 @@ def encode(symbols: torch.Tensor, tables: EntropyTables) -> bytes:
         encoder.encode(n.astype(np.int32), uniform(BYPASS_LENGTHS))
         low_bits, high_bits = np.minimum(n, CHUNK), np.maximum(n - CHUNK, 0)
         low, high = words & ((1 << low_bits) - 1), (words >> CHUNK) & ((1 << high_bits) - 1)
-        encoder.encode(low[low_bits > 0].astype(np.int32), uniform(), (1 << low_bits[low_bits > 0]).astype(np.int32))
-        encoder.encode(high[high_bits > 0].astype(np.int32), uniform(), (1 << high_bits[high_bits > 0]).astype(np.int32))
+        for part, bits in ((low, low_bits), (high, high_bits)):
+            encoder.encode(part[bits > 0].astype(np.int32), uniform(), (1 << bits[bits > 0]).astype(np.int32))
     return encoder.get_compressed().astype("<u4").tobytes()
 
 

@@ -144,7 +144,8 @@ def list_levels(loaded: LoadedModel) -> list[LevelInfo]:
 
 
 def _no_levels(loaded: LoadedModel) -> ModelError:
-    return ModelError(f"{loaded.directory} has no codecs for this model yet; run 'vcinr fit-codec --model {loaded.directory}'")
+    return ModelError(f"{loaded.directory} has no codecs for this model yet; "
+                      f"run 'vcinr fit-codec --model {loaded.directory}'")
 
 
 def find_level(loaded: LoadedModel, quality: str | None) -> LevelInfo:
@@ -194,7 +195,8 @@ def load_level(loaded: LoadedModel, level: LevelInfo | str | None) -> QualityLev
     return QualityLevel(level, codec, coords)
 
 
-def save_level(loaded: LoadedModel, stem: str, codec: LatentCodec, coords: torch.Tensor, info: dict[str, Any]) -> LevelInfo:
+def save_level(loaded: LoadedModel, stem: str, codec: LatentCodec, coords: torch.Tensor,
+               info: dict[str, Any]) -> LevelInfo:
     """Write ``stem.safetensors`` then ``stem.json`` (whose presence marks the level complete)."""
     folder = codec_dir(loaded.directory)
     weights = folder / f"{stem}.safetensors"
