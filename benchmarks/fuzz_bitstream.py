@@ -166,7 +166,7 @@ def check(data: bytes, loaded: LoadedModel) -> str:
 def _tiny_model(out: Path, data: Path, kind: str, patch: list[int] | None) -> Path:
     from vcinr.codec.fit import FitSettings, fit_codecs
     from vcinr.config import load_config
-    from vcinr.meta.training import train
+    from vcinr.training import train
 
     if not (out / "codecs").is_dir():
         overrides = {"data.kind": kind, "data.path": str(data), "data.patch": patch, "data.max_items": 64,

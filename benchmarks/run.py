@@ -321,7 +321,7 @@ def prepare_codec_model(directory: Path) -> Path:
     from vcinr.codec.fit import FitSettings, fit_codecs
     from vcinr.data import DataConfig, load_items
     from vcinr.meta.model import build_model, save_model
-    from vcinr.meta.training import item_spec
+    from vcinr.training import item_spec
 
     model_dir = directory / "model"
     if (model_dir / "codecs").is_dir():

@@ -43,7 +43,8 @@ from runinfo import DATA, Stopwatch, machine, utc_now
 from vcinr.config import load_config
 from vcinr.data import load_items
 from vcinr.meta.model import load_model
-from vcinr.meta.training import METRICS_FILE, flat_items, train
+from vcinr.meta.training import METRICS_FILE, flat_items
+from vcinr.training import train
 
 SCHEMES = ("functa", "mscn", "vcinr")
 DATASETS = {"cifar10": ("cifar10-tiny", DATA / "cifar10"), "librispeech": ("librispeech-tiny", DATA / "librispeech")}

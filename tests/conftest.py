@@ -71,7 +71,7 @@ def tiny_config() -> Callable:
 
 @pytest.fixture(scope="session")
 def tiny_model_factory(tmp_path_factory) -> Callable:
-    from vcinr.meta.training import train
+    from vcinr.training import train
 
     cache: dict[str, Path] = {}
 

@@ -122,7 +122,7 @@ def test_ctrl_c_message_starts_on_its_own_line(vcinr_main, monkeypatch, capsys):
 
 
 def test_train_resume_step_is_read_from_the_checkpoint(tmp_path):
-    from vcinr.meta.training import CHECKPOINT_FILE
+    from vcinr.meta.run_directory import CHECKPOINT_FILE
     from vcinr.storage import save_state, state_step
 
     path = tmp_path / CHECKPOINT_FILE

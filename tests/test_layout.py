@@ -1,4 +1,5 @@
-"""The package's import graph (issue 15, point 2): the CLI on top, nothing imports it, no cycles.
+"""The package's import graph (issue 15, points 1-2): the CLI on top, nothing imports it, no cycles;
+the meta-learning core imports no modality or data-loading code.
 
 Read from the source (every ``import``, at module level or inside a function), so a lazy
 import that runs upward counts as much as one at the top of a file.
@@ -46,3 +47,12 @@ def test_there_are_no_import_cycles():
         TopologicalSorter(_import_graph()).prepare()
     except CycleError as exc:
         raise AssertionError(f"import cycle: {' -> '.join(exc.args[1])}") from None
+
+
+def test_meta_learning_imports_no_modality_or_data_loading_code():
+    """vcinr.meta is modality-agnostic: what it needs to know about the items it is given (vcinr.training)."""
+    modality_code = ("vcinr.data", "vcinr.modalities")
+    leaks = {name: sorted(t for t in targets if any(t == m or t.startswith(m + ".") for m in modality_code))
+             for name, targets in _import_graph().items() if name == "vcinr.meta" or name.startswith("vcinr.meta.")}
+    leaks = {name: targets for name, targets in leaks.items() if targets}
+    assert not leaks, f"vcinr.meta imports modality or data-loading code: {leaks}"

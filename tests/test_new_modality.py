@@ -62,7 +62,7 @@ def series(tmp_path):
 def test_a_modality_defined_here_trains_compresses_decompresses_and_evaluates(series, tiny_config, tmp_path):
     from vcinr.codec.fit import FitSettings, fit_codecs
     from vcinr.evaluate.harness import run_eval
-    from vcinr.meta.training import train
+    from vcinr.training import train
     from vcinr.pipeline import compress_file, decompress_file
 
     model = tmp_path / "model"

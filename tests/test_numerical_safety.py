@@ -16,8 +16,10 @@ import torch
 from vcinr.cli import main
 from vcinr.errors import ModelError
 from vcinr.meta import training
+from vcinr.meta.run_directory import CHECKPOINT_FILE, METRICS_FILE, divergence_warning
 from vcinr.meta.model import load_model
 from vcinr.storage import load_state
+from vcinr.training import train
 
 
 class _NanGradient(torch.autograd.Function):
@@ -37,8 +39,8 @@ def poison(monkeypatch, bad_calls: set[int] | None, kind: str = "loss") -> list[
     real = training.meta_loss_function
     calls: list[int] = []
 
-    def factory(model):
-        loss_fn = real(model)
+    def factory(model, compile_=False):
+        loss_fn = real(model, compile_)
 
         def meta_loss(*args, **kwargs):
             calls.append(len(calls))
@@ -58,7 +60,7 @@ def test_non_finite_steps_are_skipped_and_logged(tiny_config, data_dir, tmp_path
     config = tiny_config("cifar10", data_dir / "cifar10", steps=5, max_items=16, batch_size=4, inner_steps=1)
     calls = poison(monkeypatch, {1, 2}, kind)
     out = tmp_path / "run"
-    result = training.train(config, out, progress=False)
+    result = train(config, out, progress=False)
     assert result.steps == 5 and len(calls) == 7  # two calls were skipped, five applied
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     events = [r for r in records if "event" in r]
@@ -72,15 +74,15 @@ def test_a_run_that_keeps_diverging_stops_with_one_line(tiny_config, data_dir, t
     config = tiny_config("cifar10", data_dir / "cifar10", steps=6, max_items=16, batch_size=4, inner_steps=1)
     config.train.checkpoint_every = 2
     out = tmp_path / "run"
-    training.train(config, out, progress=False)  # 6 good steps
-    good = load_state(out / training.CHECKPOINT_FILE)[0]
+    train(config, out, progress=False)  # 6 good steps
+    good = load_state(out / CHECKPOINT_FILE)[0]
 
     config.train.steps = 20
     calls = poison(monkeypatch, None)
     with pytest.raises(ModelError, match=f"diverged: {training.MAX_BAD_STEPS} non-finite steps in a row at step 6"):
-        training.train(config, out, progress=False)
+        train(config, out, progress=False)
     assert len(calls) == training.MAX_BAD_STEPS
-    tensors, scalars = load_state(out / training.CHECKPOINT_FILE)
+    tensors, scalars = load_state(out / CHECKPOINT_FILE)
     assert scalars["step"] == 6 and all(torch.equal(tensors[k], good[k]) for k in good)  # untouched
     assert all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point())
 
@@ -104,13 +106,13 @@ def test_diverging_run_is_a_one_line_cli_error(tiny_config, data_dir, tmp_path, 
 def test_divergence_warning_compares_the_final_validation_with_the_best(tmp_path):
     records = [{"step": 0, "val_psnr": 15.4}, {"step": 5, "loss": 0.1}, {"step": 1500, "val_psnr": 21.13},
                {"step": 2000, "val_psnr": 13.2}]
-    (tmp_path / training.METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
-    warning = training.divergence_warning(tmp_path, {"loss": 0.05, "psnr": 13.17})
+    (tmp_path / METRICS_FILE).write_text("".join(json.dumps(r) + "\n" for r in records))
+    warning = divergence_warning(tmp_path, {"loss": 0.05, "psnr": 13.17})
     assert "peaked at 21.13 dB (step 1500) and ended at 13.17 dB" in warning and "train.outer_lr" in warning
-    assert training.divergence_warning(tmp_path, {"loss": 0.01, "psnr": 20.5}) is None  # within 1 dB of the best
-    assert training.divergence_warning(tmp_path / "missing", {"psnr": 1.0}) is None
-    (tmp_path / training.METRICS_FILE).write_text(json.dumps({"step": 0, "val_accuracy": 0.97}) + "\n")
-    assert "0.90" in training.divergence_warning(tmp_path, {"accuracy": 0.90})
+    assert divergence_warning(tmp_path, {"loss": 0.01, "psnr": 20.5}) is None  # within 1 dB of the best
+    assert divergence_warning(tmp_path / "missing", {"psnr": 1.0}) is None
+    (tmp_path / METRICS_FILE).write_text(json.dumps({"step": 0, "val_accuracy": 0.97}) + "\n")
+    assert "0.90" in divergence_warning(tmp_path, {"accuracy": 0.90})
 
 
 def test_cli_warns_when_validation_ends_far_below_its_best(tiny_config, data_dir, tmp_path, monkeypatch, capsys):

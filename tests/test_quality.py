@@ -12,10 +12,12 @@ from PIL import Image
 
 from vcinr.config import load_config
 from vcinr.data import DataConfig, load_items
+from vcinr.meta.items import flat_items
 from vcinr.meta.model import build_model
 from vcinr.meta.quality import SignalQuality
-from vcinr.meta.training import evaluate, flat_items, item_spec
+from vcinr.meta.training import evaluate
 from vcinr.patching import merge_patches, patch_mask, split_patches
+from vcinr.training import item_spec
 
 
 def test_whole_signal_psnr_is_one_mse_over_the_signal_not_a_mean_of_patch_psnrs() -> None:

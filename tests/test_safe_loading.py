@@ -19,9 +19,11 @@ import pytest
 from PIL import Image
 
 from vcinr.errors import ConfigError, ModelError
-from vcinr.meta import training
 from vcinr.meta.model import CONFIG_FILE, WEIGHTS_FILE, load_model
+from vcinr.meta.run_directory import CHECKPOINT_FILE, METRICS_FILE, divergence_warning
+from vcinr.meta.training import TrainResult
 from vcinr.storage import fingerprint_file
+from vcinr.training import train
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "vcinr"
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -158,8 +160,8 @@ def test_tampered_model_is_a_one_line_cli_error(model_dir, tmp_path, vcinr_main,
 def test_foreign_or_damaged_checkpoints_are_refused(damage, tiny_config, data_dir, tmp_path):
     config = tiny_config("cifar10", data_dir / "cifar10", steps=2, max_items=16, batch_size=4, inner_steps=1)
     out = tmp_path / "run"
-    training.train(config, out, progress=False)
-    path = out / training.CHECKPOINT_FILE
+    train(config, out, progress=False)
+    path = out / CHECKPOINT_FILE
     if damage == "old two-file format":  # tensors without the scalars in the metadata, as vcinr 0.1 wrote
         from safetensors.torch import load_file, save_file
 
@@ -171,7 +173,7 @@ def test_foreign_or_damaged_checkpoints_are_refused(damage, tiny_config, data_di
         path.write_bytes(pickle.dumps({"step": 2}))
     config.train.steps = 4
     with pytest.raises(ModelError, match="cannot resume from .*damaged or from another vcinr version") as info:
-        training.train(config, out, progress=False)
+        train(config, out, progress=False)
     assert "\n" not in str(info.value)
 
 
@@ -242,8 +244,8 @@ def test_tampered_checkpoint_scalars_are_refused(edit, message, tiny_config, dat
     """Issue 14: a negative step, NaN learning rate or time were tracebacks; step 10^15 'trained' 10^15 steps."""
     config = tiny_config("cifar10", data_dir / "cifar10", steps=2, max_items=16, batch_size=4, inner_steps=1)
     out = tmp_path / "run"
-    training.train(config, out, progress=False)
-    path = out / training.CHECKPOINT_FILE
+    train(config, out, progress=False)
+    path = out / CHECKPOINT_FILE
     from vcinr.storage import load_state
 
     scalars = load_state(path)[1]
@@ -251,7 +253,7 @@ def test_tampered_checkpoint_scalars_are_refused(edit, message, tiny_config, dat
     rewrite_state(path, json.dumps(scalars).replace('"NaN"', "NaN").replace('"Infinity"', "Infinity"))
     config.train.steps = 4
     with pytest.raises(ModelError, match=f"cannot resume from .*{message}.*delete it to start over") as info:
-        training.train(config, out, progress=False)
+        train(config, out, progress=False)
     assert "\n" not in str(info.value)
 
 
@@ -260,15 +262,15 @@ def test_stale_checkpoint_temporaries_are_removed_and_files_respect_the_umask(ti
     config = tiny_config("cifar10", data_dir / "cifar10", steps=2, max_items=16, batch_size=4, inner_steps=1)
     out = tmp_path / "run"
     out.mkdir()
-    stale = out / f".{training.CHECKPOINT_FILE}.0badf00d.tmp"
+    stale = out / f".{CHECKPOINT_FILE}.0badf00d.tmp"
     stale.write_bytes(b"")
     previous = os.umask(0o022)
     try:
-        training.train(config, out, progress=False)
+        train(config, out, progress=False)
     finally:
         os.umask(previous)
     assert not stale.exists()
-    for name in (WEIGHTS_FILE, CONFIG_FILE, training.CHECKPOINT_FILE):
+    for name in (WEIGHTS_FILE, CONFIG_FILE, CHECKPOINT_FILE):
         assert (out / name).stat().st_mode & 0o777 == 0o644, name
 
 
@@ -280,15 +282,15 @@ def finished_run(tiny_config, data_dir, tmp_path_factory) -> Path:
     """A 2-step run with its checkpoint, train_config.json and metrics.jsonl."""
     config = tiny_config("cifar10", data_dir / "cifar10", steps=2, max_items=16, batch_size=4, inner_steps=1)
     out = tmp_path_factory.mktemp("finished") / "run"
-    training.train(config, out, progress=False)
+    train(config, out, progress=False)
     return out
 
 
-def resume(run: Path, tiny_config, data_dir) -> training.TrainResult:
+def resume(run: Path, tiny_config, data_dir) -> TrainResult:
     """Resume ``run`` (the config of :func:`finished_run`) for one more step."""
     config = tiny_config("cifar10", data_dir / "cifar10", steps=2, max_items=16, batch_size=4, inner_steps=1)
     config.train.steps = 3
-    return training.train(config, run, progress=False)
+    return train(config, run, progress=False)
 
 
 @pytest.mark.parametrize("damage, error, message", [
@@ -313,10 +315,10 @@ def test_damaged_metrics_lines_are_dropped_on_resume_and_ignored_by_the_hint(fin
                                                                              tmp_path):
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
-    metrics = run / training.METRICS_FILE
+    metrics = run / METRICS_FILE
     good = metrics.read_text()
     metrics.write_text(good + "[" * 100_000 + "]" * 100_000 + '\n{"step": "x"}\n[1]\n{"step": 1, "val_psnr": "high"')
-    assert training.divergence_warning(run, {"psnr": -100.0}) is not None  # from the good lines alone
+    assert divergence_warning(run, {"psnr": -100.0}) is not None  # from the good lines alone
     assert resume(run, tiny_config, data_dir).steps == 3
     records = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert records[:-1] == [json.loads(line) for line in good.splitlines()] and records[-1]["step"] == 3
@@ -330,18 +332,18 @@ def test_a_metrics_log_that_is_not_a_log_is_refused_on_resume(damage, message, f
                                                               tmp_path):
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
-    damage(run / training.METRICS_FILE)
+    damage(run / METRICS_FILE)
     with pytest.raises(ModelError, match=message) as info:
         resume(run, tiny_config, data_dir)
     assert "\n" not in str(info.value)
-    assert training.divergence_warning(run, {"psnr": -100.0}) is None  # a hint, never a failure after the run
+    assert divergence_warning(run, {"psnr": -100.0}) is None  # a hint, never a failure after the run
 
 
 def test_the_resume_message_survives_a_nested_checkpoint_state(finished_run, tmp_path):
     from vcinr.storage import state_step
 
-    path = tmp_path / training.CHECKPOINT_FILE
-    shutil.copyfile(finished_run / training.CHECKPOINT_FILE, path)
+    path = tmp_path / CHECKPOINT_FILE
+    shutil.copyfile(finished_run / CHECKPOINT_FILE, path)
     assert state_step(path) == 2
     rewrite_state(path, "[" * 100_000 + "]" * 100_000)  # a RecursionError traceback before the run started
     assert state_step(path) is None

@@ -23,13 +23,14 @@ from vcinr.inr.render import VolumeRenderer
 from vcinr.inr.siren import Siren
 from vcinr.meta.metasgd import MetaINR
 from vcinr.meta.model import load_model
-from vcinr.meta.training import evaluate, train
+from vcinr.meta.training import evaluate
 from vcinr.modalities import read_signal, write_signal
 from vcinr.modalities.common import to_uint8
 from vcinr.modalities.scene import camera_rays, read_scene
 from vcinr.pipeline import compress_file, decode_latents, decompress_file
 from vcinr.scenes.bunny import DEFAULT_MESH, SceneSettings, camera_on_sphere, make_scenes
 from vcinr.scenes.raster import rasterise
+from vcinr.training import train
 
 SETTINGS = SceneSettings(scenes=4, test_scenes=1, views=6, size=16, supersample=1, seed=3)
 

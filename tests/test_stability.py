@@ -11,8 +11,10 @@ import torch
 from vcinr.config import load_config
 from vcinr.data import DataConfig, load_items
 from vcinr.errors import ConfigError
+from vcinr.meta.items import flat_items
 from vcinr.meta.model import build_model
-from vcinr.meta.training import flat_items, item_spec, outer_lr_at
+from vcinr.meta.training import outer_lr_at
+from vcinr.training import item_spec
 
 
 @pytest.mark.parametrize("dim", [64, 256, 1024])

@@ -1,11 +1,12 @@
 """Training and evaluation sets: equally shaped items in memory, whatever the modality.
 
 Meta-learning batches many small signals that share one coordinate grid, so every data source
-is reduced to an :class:`ItemSet`: ``features (num_items, *item_grid, out_dim)`` plus one
-``coords (*item_grid, in_dim)`` tensor.  With ``patch`` set, signals are cut into patches
-(:mod:`vcinr.patching`) and every patch is treated as a small signal of its own with a fresh
-coordinate grid over the patch in the modality's coordinate range (as COIN++ does for Kodak);
-without it, whole signals are the items and must all have the same shape.
+is reduced to an :class:`~vcinr.meta.items.ItemSet` (the meta-learner's own input type):
+``features (num_items, *item_grid, out_dim)`` plus one ``coords (*item_grid, in_dim)`` tensor.
+With ``patch`` set, signals are cut into patches (:mod:`vcinr.patching`) and every patch is
+treated as a small signal of its own with a fresh coordinate grid over the patch in the
+modality's coordinate range (as COIN++ does for Kodak); without it, whole signals are the
+items and must all have the same shape.
 
 Scenes (SRN layout, :mod:`vcinr.modalities.scene`) are items whose coordinates are their own —
 every pixel's camera ray — so their kind loads them whole and their :class:`ItemSet` holds
@@ -38,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 from vcinr.errors import ConfigError, InputError
+from vcinr.meta.items import ItemSet
 from vcinr.modalities import DATA_KINDS, get_modality
 from vcinr.modalities.base import SkipFile
 from vcinr.modalities.datasets import DataKind, option_integer
@@ -45,44 +47,6 @@ from vcinr.patching import patch_mask, split_patches
 from vcinr.signal import grid_coordinates
 
 log = logging.getLogger(__name__)
-
-@dataclass
-class ItemSet:
-    """Equally shaped items sharing one coordinate grid: what the meta-learner consumes.
-
-    Items with coordinates of their own (scenes: camera rays) have per-item ``coords``
-    ``(num_items, *item_grid, in_dim)``; ``query_*`` are then the points evaluation scores
-    instead of the ones adapted on (held-out views), ``observation`` the operator between
-    network and features and ``max_points`` the rays per item of an inner-loop step (see
-    :class:`vcinr.meta.model.ItemSpec`).
-
-    Patched items remember where they came from, so quality can be measured per whole signal
-    (one MSE over every point of a file) rather than as a mean over patches, which favours
-    flat patches: ``file_index`` gives each item's signal (``None``: every item is a signal of
-    its own) and ``point_mask`` marks the points of each item that lie inside its signal
-    (``None``: all of them; ``False`` on the edge padding of :func:`vcinr.patching.split_patches`).
-    A patched test split holds whole signals only.
-    """
-
-    features: torch.Tensor  # (num_items, *item_grid, out_dim) float32
-    coords: torch.Tensor  # (*item_grid, in_dim) float32, shared by all items (or per item)
-    modality: str
-    query_features: torch.Tensor | None = None
-    query_coords: torch.Tensor | None = None
-    observation: dict[str, Any] | None = None
-    max_points: int | None = None
-    file_index: torch.Tensor | None = None  # (num_items,) int64, non-decreasing within a split
-    point_mask: torch.Tensor | None = None  # (num_items, *item_grid) bool
-
-    def files(self) -> torch.Tensor:
-        """Each item's signal index ``(num_items,)``."""
-        if self.file_index is not None:
-            return self.file_index
-        return torch.arange(self.features.shape[0])
-
-    @property
-    def num_files(self) -> int:
-        return int(self.files().max()) + 1 if self.features.shape[0] else 0
 
 
 @dataclass

@@ -265,7 +265,7 @@ def run_demo(out: Path, samples: tuple[str, ...] = DEMO_FILES) -> list[DemoRow]:
 def run_train_demo(out: Path, quick: bool = False) -> None:
     """Meta-train a tiny VC-INR on bundled CIFAR-10 samples (the ``demo`` preset)."""
     from vcinr.config import load_config
-    from vcinr.meta.training import train
+    from vcinr.training import train
 
     overrides = {"data.path": str(SAMPLES / "cifar10")}
     if quick:

@@ -16,6 +16,9 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     from vcinr.demo import run_demo, run_train_demo
 
     if args.train:
+        from vcinr.backend import keep_freed_memory
+
+        keep_freed_memory()  # as ``vcinr train`` does: a command's process setting (docs/performance.md)
         run_train_demo(args.out, quick=args.quick)
     else:
         run_demo(args.out)

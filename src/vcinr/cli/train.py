@@ -11,9 +11,11 @@ from vcinr.errors import VcinrError
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
+    from vcinr.backend import keep_freed_memory
     from vcinr.config import load_config, parse_yaml
-    from vcinr.meta.training import CHECKPOINT_FILE, divergence_warning, train
+    from vcinr.meta.run_directory import CHECKPOINT_FILE, divergence_warning
     from vcinr.storage import state_step
+    from vcinr.training import train
 
     overrides = {}
     if args.data is not None:
@@ -35,7 +37,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
     resume_step = state_step(args.out / CHECKPOINT_FILE)
     if resume_step is not None and os.environ.get("RANK", "0") == "0":
         print(f"resuming from step {resume_step} ({args.out})")
-    result = train(config, args.out, progress=not args.quiet)
+    keep_freed_memory()  # a long-running command's process setting, never the library's (docs/performance.md)
+    result = train(config, args.out, progress=not args.quiet,
+                   compile_=os.environ.get("VCINR_COMPILE", "") not in ("", "0"))
     if os.environ.get("RANK", "0") != "0":
         return  # under torchrun every rank trains; rank 0 reports
     metric = "psnr" if "psnr" in result.final else "accuracy"

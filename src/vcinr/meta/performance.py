@@ -3,8 +3,9 @@
 :func:`meta_loss_function` optionally compiles the outer loss with ``torch.compile``.  The
 inner-loop gradient is written out (:mod:`vcinr.inr.siren`), so the meta-gradient is one
 ordinary backward pass, which ``torch.compile`` accepts (it refuses double backward).
-Compiling is opt-in (``VCINR_COMPILE=1``): it costs about a minute of warm-up per process
-(less with a warm inductor cache) and pays back only over long runs.  Where it fails (no C++
+Compiling is the caller's explicit choice (``compile_``; the ``vcinr train`` command reads it
+from ``VCINR_COMPILE=1``, library code never reads the environment): it costs about a minute
+of warm-up per process (less with a warm inductor cache) and pays back only over long runs.  Where it fails (no C++
 compiler, an unsupported construct) the run goes on eagerly with a warning.
 
 :func:`meta_backward` splits a meta-step's batch over ``workers`` threads, each running its
@@ -16,7 +17,6 @@ thread, while two halves on one thread each never wait for each other.
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Callable
 
@@ -27,15 +27,8 @@ from vcinr.inr import noise
 from vcinr.meta.metasgd import MetaINR, item_coords
 
 
-def compile_requested() -> bool:
-    """Whether ``VCINR_COMPILE`` asks for ``torch.compile`` (any value but empty or ``0``)."""
-    return os.environ.get("VCINR_COMPILE", "") not in ("", "0")
-
-
-def meta_loss_function(model: MetaINR, compile_: bool | None = None) -> Callable[..., torch.Tensor]:
-    """``model.meta_loss``, compiled when ``compile_`` (default: :func:`compile_requested`)."""
-    if compile_ is None:
-        compile_ = compile_requested()
+def meta_loss_function(model: MetaINR, compile_: bool = False) -> Callable[..., torch.Tensor]:
+    """``model.meta_loss``, compiled when ``compile_``."""
     if not compile_:
         return model.meta_loss
     compiled: list[Callable[..., torch.Tensor]] = [torch.compile(model.meta_loss)]
@@ -46,8 +39,9 @@ def meta_loss_function(model: MetaINR, compile_: bool | None = None) -> Callable
         try:
             return compiled[0](*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - any compiler failure: fall back to eager
-            warnings.warn(f"torch.compile failed ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); "
-                          "running the meta-step eagerly", RuntimeWarning, stacklevel=2)
+            reason = str(exc).splitlines()[0] if str(exc) else ""
+            warnings.warn(f"torch.compile failed ({type(exc).__name__}: {reason}); running the meta-step eagerly",
+                          RuntimeWarning, stacklevel=2)
             compiled[0] = model.meta_loss
             return model.meta_loss(*args, **kwargs)
 
