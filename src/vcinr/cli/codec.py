@@ -73,10 +73,14 @@ def _cmd_fit_codec(args: argparse.Namespace) -> None:
           "rate: the entropy model's estimate of the payload; quality: whole held-out signals")
 
 
-def _cmd_compress(args: argparse.Namespace) -> None:
+def _check_compress(args: argparse.Namespace) -> None:
+    """``compress``'s precheck (before torch is imported: a bad -o answers at once)."""
     from vcinr.outputs import check_output_file
 
-    check_output_file(args.output, "bitstream", (".vci",))  # before importing torch: a bad -o answers at once
+    check_output_file(args.output, "bitstream", (".vci",))
+
+
+def _cmd_compress(args: argparse.Namespace) -> None:
     from vcinr.bundled import model_for_input, resolve_model
     from vcinr.pipeline import compress_file
 
@@ -92,10 +96,14 @@ def _cmd_compress(args: argparse.Namespace) -> None:
     print(report.summary())
 
 
-def _cmd_decompress(args: argparse.Namespace) -> None:
+def _check_decompress(args: argparse.Namespace) -> None:
+    """``decompress``'s precheck; the suffix is checked against the model's modality, before decoding."""
     from vcinr.outputs import check_output_parent
 
-    check_output_parent(args.output)  # the suffix is checked against the model's modality before decoding
+    check_output_parent(args.output)
+
+
+def _cmd_decompress(args: argparse.Namespace) -> None:
     from vcinr.bundled import model_for_bitstream, resolve_model
     from vcinr.pipeline import decompress_file
 
@@ -119,7 +127,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True, type=Path, help="model directory from 'vcinr train'")
     p.add_argument("--data", type=Path, help="training data path (default: the one in the model's config)")
     p.add_argument("--lambdas", type=float, nargs="+", metavar="L",
-                   help="rate-distortion trade-offs, one learned level each (default: 0.0003 0.001 0.003 0.01 0.03 0.1)")
+                   help="rate-distortion trade-offs, one learned level each "
+                        "(default: 0.0003 0.001 0.003 0.01 0.03 0.1)")
     p.add_argument("--bits", type=int, nargs="*", metavar="B",
                    help="bit depths of the uniform levels (default: 3 4 5 6 7 8; give none for no uniform levels)")
     p.add_argument("--steps", type=int,
@@ -160,7 +169,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                         "(0: plain rounding; default: 30, see docs/codec.md); the decoder and the format do not "
                         "change")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_compress)
+    p.set_defaults(func=_cmd_compress, precheck=_check_compress)
 
     p = subparsers.add_parser(
         "decompress", help="decode a .vci bitstream into a file",
@@ -172,4 +181,4 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, type=Path,
                    help="output file (e.g. .png, .wav, .npz) in an existing folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_cmd_decompress)
+    p.set_defaults(func=_cmd_decompress, precheck=_check_decompress)

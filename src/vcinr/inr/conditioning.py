@@ -185,7 +185,11 @@ class SparseShiftConditioning(Conditioning):
         return 2 * self.latent_dim
 
     def initial_state(self) -> torch.Tensor:
-        return torch.cat([torch.zeros(self.latent_dim), torch.full((self.latent_dim,), self.init_logit)])
+        # filled in place, not concatenated: on the meta device, where load_model builds the network,
+        # cat's kernel is Python and imports torch._dynamo (~1 s of start-up, docs/performance.md)
+        state = torch.zeros(self.state_dim)
+        state[self.latent_dim :].fill_(self.init_logit)
+        return state
 
     def _gates_and_slope(self, logits: torch.Tensor, stochastic: bool) -> tuple[torch.Tensor, torch.Tensor]:
         """The hard-concrete gates (sampled when ``stochastic``) and their derivative w.r.t. the logits."""
@@ -357,7 +361,9 @@ class GatedConditioning(Conditioning):
 
     def initial_state(self) -> torch.Tensor:
         """φ0 before meta-learning: N(0, phi0_scale²·I) (zeros at the default scale 0)."""
-        return torch.randn(self.latent_dim) * self.phi0_scale
+        # scaled in place: out-of-place arithmetic on the meta device, where load_model builds the
+        # network, has a Python kernel that imports torch._dynamo (~1 s of start-up, docs/performance.md)
+        return torch.randn(self.latent_dim).mul_(self.phi0_scale)
 
     def compensate_siren_init(self, siren: nn.Module) -> None:
         """Scale the gated layers' initial weights by 1/E[G] so G ⊙ W keeps SIREN's init scale."""

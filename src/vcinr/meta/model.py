@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
+from torch.overrides import TorchFunctionMode
 
 from vcinr import __version__
 from vcinr.config import Config
@@ -122,8 +123,31 @@ def read_model_json(directory: Path) -> dict[str, Any]:
         raise ModelError(f"{directory} is not a vcinr model directory (no {CONFIG_FILE}); train one with 'vcinr train'")
     meta = read_json(path, "model config", ModelError)
     if not isinstance(meta, dict) or meta.get("format") != MODEL_FORMAT:
-        raise ModelError(f"{path}: unsupported model format {meta.get('format') if isinstance(meta, dict) else '?'} (this vcinr reads format {MODEL_FORMAT})")
+        found = meta.get("format") if isinstance(meta, dict) else "?"
+        raise ModelError(f"{path}: unsupported model format {found} (this vcinr reads format {MODEL_FORMAT})")
     return meta
+
+
+class _SkeletonBuild(TorchFunctionMode):
+    """Build a network on the meta device without the arithmetic of its initialisation.
+
+    The meta device gives the network's shapes without memory; its values come from the
+    weights file.  In torch 2.13 some initialisation ops have meta kernels written in Python,
+    and the first use of one imports sympy or ``torch._dynamo``: about 1.3 CPU s that every
+    ``compress`` and ``decompress`` would pay before its first work (docs/performance.md,
+    "Start-up").  These ops, the ones :func:`build_model` runs, are answered without
+    computing: the in-place fills return their tensor (a meta tensor has no values to fill),
+    ``randn`` is ``empty``, the same meta tensor.  tests/test_startup.py checks that loading a
+    model of each conditioning imports neither module.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (torch.nn.init.normal_, torch.Tensor.normal_, torch.Tensor.div_):
+            return args[0] if args else kwargs["tensor"]  # nn.init passes its tensor by keyword
+        if func is torch.randn:
+            func = torch.empty
+        return func(*args, **kwargs)
 
 
 def load_model(directory: str | Path, device: str = "cpu") -> LoadedModel:
@@ -135,7 +159,8 @@ def load_model(directory: str | Path, device: str = "cpu") -> LoadedModel:
         raise ModelError(f"{directory} has no {WEIGHTS_FILE}; the model directory is incomplete")
     fingerprint = fingerprint_file(weights)
     if fingerprint != meta.get("fingerprint"):
-        raise ModelError(f"{weights} does not match the fingerprint in {CONFIG_FILE}; the model was modified or mixed up")
+        raise ModelError(f"{weights} does not match the fingerprint in {CONFIG_FILE}; "
+                         "the model was modified or mixed up")
     where = str(directory / CONFIG_FILE)
     item = check_item(meta.get("item"), where)
     config = check_model_config(meta.get("config"), item, where)
@@ -145,7 +170,7 @@ def load_model(directory: str | Path, device: str = "cpu") -> LoadedModel:
     try:
         # Built on the meta device (no memory) and filled by the weights themselves: a config
         # that implies any other network than the fingerprinted file holds allocates nothing.
-        with torch.device("meta"):
+        with torch.device("meta"), _SkeletonBuild():
             model = build_model(config, spec)
         # weights stored in half precision (bundled models, to stay small) compute in float32
         state = {k: v.float() if v.is_floating_point() else v for k, v in load_file(weights).items()}
