@@ -45,8 +45,9 @@ def _cmd_train(args: argparse.Namespace) -> None:
     metric = "psnr" if "psnr" in result.final else "accuracy"
     unit = " dB" if metric == "psnr" else ""
     print(f"trained {result.steps} steps in {result.seconds:.0f} s -> {args.out}")
+    start = f"from {config.train.init_from}" if config.train.init_from else "untrained"
     print(f"test {metric} after {config.meta.inner_steps} inner steps: "
-          f"{result.initial[metric]:.2f}{unit} (untrained) -> {result.final[metric]:.2f}{unit} (meta-learned)")
+          f"{result.initial[metric]:.2f}{unit} ({start}) -> {result.final[metric]:.2f}{unit} (meta-learned)")
     warning = divergence_warning(args.out, result.final)
     if warning:
         print(f"vcinr train: warning: {warning}", file=sys.stderr)
