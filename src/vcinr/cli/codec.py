@@ -166,7 +166,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="the .vci file to write (its folder must exist; checked before encoding)")
     p.add_argument("--effort", type=effort_steps, metavar="STEPS",
                    help="encoder effort: steps of rate-distortion search of the symbols of learned quality levels "
-                        "(0: plain rounding; default: 30, see docs/codec.md); the decoder and the format do not "
+                        "(0: plain rounding; default: 20, see docs/codec.md); the decoder and the format do not "
                         "change")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_compress, precheck=_check_compress)

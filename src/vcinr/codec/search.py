@@ -37,7 +37,7 @@ OUTSIDE_BITS = 8.0  # slope of the rate proxy beyond a table: escaped values cos
 class SearchSettings:
     """``steps`` of Adam on the continuous symbols (0: plain rounding), step size in symbol units."""
 
-    steps: int = 30
+    steps: int = 20
     lr: float = 0.05
 
 
