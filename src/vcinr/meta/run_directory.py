@@ -88,6 +88,7 @@ class Checkpoint:
                              "delete it to start over") from None
         return scalars
 
+
 def check_same_run(out: Path, config: Config, write: bool, resuming: bool) -> None:
     """Refuse to resume a checkpoint of a run with another config (``write``: record this one).
 
@@ -101,6 +102,7 @@ def check_same_run(out: Path, config: Config, write: bool, resuming: bool) -> No
             raise ConfigError(f"{out} holds a run with a different config; use another --out or delete it")
     elif write:
         atomic_write_bytes(saved, current.encode())
+
 
 def _same_run(recorded: Any, current: dict[str, Any]) -> bool:
     """Whether a recorded config (any JSON: the file may be damaged) differs from ``current`` only as a resume may."""
@@ -146,6 +148,7 @@ def truncate_metrics(path: Path, step: int) -> None:
             if _is_number(record.get("step", 0)) and record.get("step", 0) <= step]
     atomic_write_bytes(path, b"".join(kept))
 
+
 def divergence_warning(out: str | Path, final: dict[str, float]) -> str | None:
     """A hint when the final validation is far below the best one in ``metrics.jsonl``, else ``None``.
 
@@ -170,6 +173,7 @@ def divergence_warning(out: str | Path, final: dict[str, float]) -> str | None:
     unit = " dB" if metric == "psnr" else ""
     return (f"validation {metric} peaked at {best:.2f}{unit} (step {step}) and ended at {final[metric]:.2f}{unit}: "
             "meta-learning probably diverged; try a lower outer learning rate, e.g. --set train.outer_lr=3e-4")
+
 
 def append_metrics(path: Path, record: dict[str, Any]) -> None:
     """Append one record as a line: a kill mid-write leaves a cut line, which reading skips."""
