@@ -118,8 +118,9 @@ def train_and_record(config: Config, out: Path, quiet: bool) -> dict:
     return {
         **{k: result.final[k] for k in measured}, **{f"{k}_untrained": result.initial[k] for k in measured},
         "steps": result.steps, "inner_lr_init": config.meta.lr_init[0], "outer_lr": config.train.outer_lr,
-        "schedule": {k.split(".")[1]: v for k, v in SCHEDULE.items()}, "width": config.model.width,
-        "depth": config.model.depth, "stored_nonzero_mean": mean_nz, "stored_nonzero_max": max_nz,
+        "schedule": {k: getattr(config.train, k) for k in ("warmup_steps", "decay", "final_lr_fraction")},
+        "width": config.model.width, "depth": config.model.depth,
+        "stored_nonzero_mean": mean_nz, "stored_nonzero_max": max_nz,
         "curve": [(r["step"], r["val_psnr"]) for r in rows if "val_psnr" in r],
         **({"curve_snr": [(r["step"], r["val_snr"]) for r in rows if "val_snr" in r]} if "snr" in measured else {}),
         "train_cpu_seconds": next((r["cpu"] for r in reversed(rows) if "cpu" in r), None),
