@@ -117,11 +117,9 @@ def main() -> None:
     parser.add_argument("--schemes", nargs="+", default=["functa", "vcinr"], choices=list(COLOURS))
     parser.add_argument("--widths", nargs="+", type=int, default=list(WIDTHS))
     parser.add_argument("--cpu-budget", type=float, default=120.0, help="training CPU seconds of every run")
-    parser.add_argument("--eval-items", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     args.outer_lr = OUTER_LR
-    args.eval_every = 1  # replaced per run by a quarter of its steps
 
     json_path = args.results / "scaling.json"
     runs = json.loads(json_path.read_text())["runs"] if json_path.is_file() else []

@@ -72,6 +72,10 @@ OUTER_LR = 1e-3  # the *-tiny presets' Adam learning rate, shared by every schem
 # The outer schedule of every run, whatever its scheme: second-order meta-learning is most fragile
 # in its first steps, and a decayed rate settles the end of a run.
 SCHEDULE = {"train.warmup_steps": 100, "train.decay": "cosine", "train.final_lr_fraction": 0.1}
+# Validation: every 100 steps on the first 256 CIFAR-10 test images; every 250 steps on the first
+# 8 held-out LibriSpeech utterances (960 patches of 400 samples, whole files; 256 patches were 2).
+EVALUATION = {"cifar10": {"train.eval_every": 100, "train.eval_items": 256},
+              "librispeech": {"train.eval_every": 250, "train.eval_items": 960}}
 COLOURS = {"functa": "tab:orange", "mscn": "tab:green", "vcinr": "tab:blue"}
 
 
@@ -95,16 +99,15 @@ def run_config(dataset: str, scheme: str, dim: int, steps: int, args: argparse.N
                overrides: dict[str, Any] | None = None) -> Config:
     """The config of one run: the dataset's preset, the shared schedule, the scheme's own step size and options.
 
-    ``args`` carries ``outer_lr``, ``eval_every``, ``eval_items`` and ``seed``; ``overrides``
-    (e.g. another SIREN width) are applied last.
+    ``args`` carries ``outer_lr`` and ``seed``; ``overrides`` (e.g. another SIREN width) are applied last.
     """
     preset, data = DATASETS[dataset]
     return load_config(preset, {
         **SCHEDULE, **SCHEME_OPTIONS.get(scheme, {}),
         "train.outer_lr": args.outer_lr, "data.path": str(data), "model.conditioning": scheme,
         "model.latent_dim": dim, "meta.lr_init": [INNER_LR[scheme]] * 2,
-        "train.steps": steps, "train.eval_every": args.eval_every, "train.eval_items": args.eval_items,
-        "train.checkpoint_every": steps, "train.seed": args.seed, **(overrides or {}),
+        "train.steps": steps, **EVALUATION[dataset], "train.checkpoint_every": steps, "train.seed": args.seed,
+        **(overrides or {}),
     })
 
 
@@ -175,8 +178,6 @@ def main() -> None:
     parser.add_argument("--dims", nargs="+", type=int, default=[64, 128, 256])
     parser.add_argument("--cifar-steps", type=int, default=1000, help="outer steps of every CIFAR-10 run")
     parser.add_argument("--audio-steps", type=int, default=1000, help="outer steps of every LibriSpeech run")
-    parser.add_argument("--eval-every", type=int, default=100)
-    parser.add_argument("--eval-items", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--outer-lr", type=float, default=OUTER_LR,
                         help="peak Adam learning rate of the outer loop (default: the presets' 1e-3)")
