@@ -116,7 +116,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=Path("docs/results"))
     parser.add_argument("--schemes", nargs="+", default=["functa", "vcinr"], choices=list(COLOURS))
     parser.add_argument("--widths", nargs="+", type=int, default=list(WIDTHS))
-    parser.add_argument("--cpu-budget", type=float, default=120.0, help="training CPU seconds of every run")
+    parser.add_argument("--cpu-budget", type=float, default=90.0, help="training CPU seconds of every run")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     args.outer_lr = OUTER_LR
