@@ -53,3 +53,25 @@ def test_eval_of_speech_gives_snr_beside_psnr(tmp_path):
     vcinr_row = next(line for line in table if line.startswith("vcinr"))
     assert float(vcinr_row.split()[-1]) == pytest.approx(float(vcinr_row.split()[-2]) + power, abs=0.01)
     assert json.loads((tmp_path / "eval" / "rd.json").read_text())["settings"]["snr_offset_db"] == pytest.approx(power)
+
+
+def test_eval_with_no_codec_names_runs_the_model_alone(tiny_cifar_codecs, data_dir, tmp_path):
+    out = tmp_path / "eval"
+    assert main(["eval", str(data_dir / "cifar10" / "test.npz"), "--model", str(tiny_cifar_codecs), "--out", str(out),
+                 "--max-files", "2", "--quality", "1", "--codecs", "--quiet"]) == 0
+    results = json.loads((out / "rd.json").read_text())
+    assert {p["codec"] for p in results["points"]} == {"vcinr-learned"}
+    assert results["settings"]["bd"] == {}
+
+
+def test_eval_refuses_an_unknown_codec_before_any_model_work(tiny_cifar_codecs, data_dir, tmp_path, capsys,
+                                                            monkeypatch):
+    import vcinr.evaluate.harness as harness
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model's points were computed before the codec names were checked")
+
+    monkeypatch.setattr(harness, "vcinr_points", never)
+    assert main(["eval", str(data_dir / "cifar10" / "test.npz"), "--model", str(tiny_cifar_codecs),
+                 "--out", str(tmp_path / "e"), "--codecs", "bpg", "--quiet"]) == 2
+    assert "unknown codec 'bpg'" in capsys.readouterr().err

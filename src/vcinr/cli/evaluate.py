@@ -30,7 +30,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--model", required=True,
                    help="model directory with fitted codecs, or a bundled model's name (see 'vcinr models')")
     p.add_argument("--out", required=True, type=Path, help="folder for rd.json and rd.png")
-    p.add_argument("--codecs", nargs="*", help="standard codecs (default: all of the modality)")
+    p.add_argument("--codecs", nargs="*", help="standard codecs (default: all of the modality; none given: the model alone)")
     p.add_argument("--anchor", help="codec the BD-rates are measured against (default: JPEG / MP3 / H.264)")
     p.add_argument("--quality", nargs="*", help="quality levels of the model (default: all)")
     p.add_argument("--max-files", type=int, help="use at most this many files")

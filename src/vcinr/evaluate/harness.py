@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from vcinr.codec.levels import list_levels
 from vcinr.errors import InputError
-from vcinr.evaluate.baselines import evaluate_baselines
+from vcinr.evaluate.baselines import canonical_codec, evaluate_baselines
 from vcinr.evaluate.bdrate import bd_psnr, bd_rate
 from vcinr.evaluate.plots import curves_from_points, rd_plot, reference_curve
 from vcinr.evaluate.reference import load_reference_curves, reference_datasets
@@ -142,6 +142,8 @@ def run_eval(model_dir: str | Path, inputs: Sequence[str | Path], out_dir: str |
     modality = loaded.spec.modality
     plugin = get_modality(modality)
     anchor = anchor or (plugin.codecs[0] if plugin.codecs else None)
+    # Names are checked before the minutes of model work; an empty list means the model alone.
+    codecs = None if codecs is None else [canonical_codec(c, modality) for c in codecs]
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vcinr-eval-") as tmp:
         files = collect_inputs(inputs, modality, Path(tmp), max_files)
@@ -149,7 +151,7 @@ def run_eval(model_dir: str | Path, inputs: Sequence[str | Path], out_dir: str |
         snr_offset = _snr_offset(files, modality) if plugin.snr_centre is not None else None
         baselines: list[RDPoint] = []
         skipped: dict[str, str] = {}
-        if plugin.codecs:
+        if plugin.codecs and codecs != []:
             # The paper evaluates audio on the first 3 s of each clip; the model's patches see the same.
             result = evaluate_baselines(files, modality, codecs, ms_ssim=ms_ssim, progress=progress)
             baselines, skipped = list(result), dict(result.skipped)
