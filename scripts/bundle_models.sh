@@ -29,7 +29,7 @@ OLD_SCHEDULE="--warmup-steps 0 --steps 400 --lr 1e-3 --final-lr-fraction 1 --max
 # name | config | training seconds | extra train options | half precision | fit-codec options
 # (image: 2,500 + 5,000 steps, about 2 CPU-hours; the time budget only caps each stage)
 MODELS=(
-  "image|experiments/recipe/w128d6-phi256-p16-unitphi0-lr3e-4.yaml@2500;experiments/recipe/w128d6-phi256-p16-continue-ema.yaml|100000||half|--lambdas 0.001 0.003 0.01 0.03 0.1 --bits 3 4 5 6 --width 256 --max-items 8000"
+  "image|experiments/recipe/w128d6-phi256-p16-unitphi0-lr3e-4.yaml@2500;experiments/recipe/w128d6-phi256-p16-continue-ema.yaml|100000||half|--lambdas 0.001 0.003 0.01 0.03 0.1 --bits 3 4 5 6 --width 256 --max-items 8000 --steps 2400"
   "audio|librispeech-tiny|480|--steps 1000000 --set train.outer_lr=3e-4||--lambdas 0.01 0.1 1 --bits 4 6 8 --max-items 2000 $OLD_SCHEDULE"
   "era5|era5-tiny|240|--steps 1000000||--lambdas 0.001 0.01 0.1 --bits 4 6 8 --max-items 2000 $OLD_SCHEDULE"
 )
