@@ -23,14 +23,15 @@ PYTHON=${PYTHON:-.venv/bin/python}
 DEVICE=${DEVICE:-cpu}
 SCALE=${BUDGET_SCALE:-1}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-1}
-# the tiny models' levels were fitted with the schedule fit-codec had before its warm-up existed
+# the tiny era5 model's levels were fitted with the schedule fit-codec had before its warm-up existed
 OLD_SCHEDULE="--warmup-steps 0 --steps 400 --lr 1e-3 --final-lr-fraction 1 --max-points 100000000"
 
 # name | config | training seconds | extra train options | half precision | fit-codec options
-# (image: 2,500 + 5,000 steps, about 2 CPU-hours; the time budget only caps each stage)
+# (image: 2,500 + 5,000 steps, about 2 CPU-hours; audio: 3,000 steps, 0.7 CPU-hours; the time budget
+# only caps each stage)
 MODELS=(
   "image|experiments/recipe/w128d6-phi256-p16-unitphi0-lr3e-4.yaml@2500;experiments/recipe/w128d6-phi256-p16-continue-ema.yaml|100000||half|--lambdas 0.001 0.003 0.01 0.03 0.1 --bits 3 4 5 6 --width 256 --max-items 8000 --steps 2400"
-  "audio|librispeech-tiny|480|--steps 1000000 --set train.outer_lr=3e-4||--lambdas 0.01 0.1 1 --bits 4 6 8 --max-items 2000 $OLD_SCHEDULE"
+  "audio|experiments/recipe/audio-w128d6-phi256-p400-lr2000-ema.yaml|100000||half|--lambdas 0.03 0.1 0.3 1 --bits 4 6 8 --width 256 --max-items 4000"
   "era5|era5-tiny|240|--steps 1000000||--lambdas 0.001 0.01 0.1 --bits 4 6 8 --max-items 2000 $OLD_SCHEDULE"
 )
 
