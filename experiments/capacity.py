@@ -89,9 +89,13 @@ def summarise(runs: Path, out: Path) -> None:
             curves[name] = validation
     if not curves:
         raise SystemExit(f"no variant runs with validation in {runs}")
-    budget = min(points[-1][0] for points in curves.values())  # the CPU-hours every variant reached
-    table = {name: {"overrides": VARIANTS[name], "best_psnr_within_budget": max(p for h, p, _ in pts if h <= budget),
-                    "cpu_hours": pts[-1][0], "steps": pts[-1][2], "curve": pts}
+    # the CPU-hours every variant trained for (validations are every 200 steps, so a costly variant's last
+    # one can lie well before its budget: the equal budget is the training CPU, not the last validation)
+    budget = min(_cpu_so_far(runs / name) for name in curves) / 3600
+    table = {name: {"overrides": VARIANTS[name],
+                    "best_psnr_within_budget": max((p for h, p, _ in pts if h <= budget), default=None),
+                    "cpu_hours": _cpu_so_far(runs / name) / 3600, "steps": _records(runs / name)[-1]["step"],
+                    "curve": pts}
              for name, pts in curves.items()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "capacity.json").write_text(json.dumps(
@@ -101,7 +105,8 @@ def summarise(runs: Path, out: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, pts in curves.items():
         hours, psnr, _ = zip(*pts)
-        ax.plot(hours, psnr, marker=".", label=f"{name} ({table[name]['best_psnr_within_budget']:.2f} dB)")
+        best = table[name]["best_psnr_within_budget"]
+        ax.plot(hours, psnr, marker=".", label=f"{name} ({best:.2f} dB)" if best is not None else name)
     ax.axvline(budget, color="grey", linestyle=":", label=f"equal budget {budget:.2f} CPU-h")
     ax.set(xlabel="training CPU-hours (one thread)", ylabel="held-out Kodak PSNR before quantisation (dB)",
            title="Capacity study around the Kodak recipe")
@@ -110,8 +115,10 @@ def summarise(runs: Path, out: Path) -> None:
     fig.tight_layout()
     fig.savefig(out / "capacity.png", dpi=120)
     print(f"wrote {out / 'capacity.json'} and {out / 'capacity.png'}; equal budget {budget:.2f} CPU-hours")
-    for name, row in sorted(table.items(), key=lambda kv: -kv[1]["best_psnr_within_budget"]):
-        print(f"  {name:12s} {row['best_psnr_within_budget']:6.2f} dB within budget, {row['cpu_hours']:.2f} CPU-h")
+    for name, row in sorted(table.items(), key=lambda kv: -(kv[1]["best_psnr_within_budget"] or 0.0)):
+        best = row["best_psnr_within_budget"]
+        best_text = f"{best:6.2f} dB" if best is not None else "   none  "
+        print(f"  {name:12s} {best_text} within budget, {row['steps']} steps, {row['cpu_hours']:.3f} CPU-h")
 
 
 def main() -> None:
