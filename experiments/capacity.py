@@ -81,21 +81,19 @@ def summarise(runs: Path, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    curves = {}
-    for name in VARIANTS:
-        validation = [(r["cpu"] / 3600, r["val_psnr"], r["step"]) for r in _records(runs / name)
-                      if "val_psnr" in r and "cpu" in r]
-        if validation:
-            curves[name] = validation
+    records = {name: _records(runs / name) for name in VARIANTS}
+    curves = {name: [(r["cpu"] / 3600, r["val_psnr"], r["step"]) for r in rows if "val_psnr" in r and "cpu" in r]
+              for name, rows in records.items()}
+    curves = {name: points for name, points in curves.items() if points}
     if not curves:
         raise SystemExit(f"no variant runs with validation in {runs}")
-    # the CPU-hours every variant trained for (validations are every 200 steps, so a costly variant's last
-    # one can lie well before its budget: the equal budget is the training CPU, not the last validation)
-    budget = min(_cpu_so_far(runs / name) for name in curves) / 3600
+    # the CPU-hours each variant trained for; validations come every 200 steps, so a costly variant's last
+    # one can lie well before its budget: the equal budget is the training CPU, not the last validation
+    hours = {name: max(r["cpu"] for r in records[name] if "cpu" in r) / 3600 for name in curves}
+    budget = min(hours.values())
     table = {name: {"overrides": VARIANTS[name],
                     "best_psnr_within_budget": max((p for h, p, _ in pts if h <= budget), default=None),
-                    "cpu_hours": _cpu_so_far(runs / name) / 3600, "steps": _records(runs / name)[-1]["step"],
-                    "curve": pts}
+                    "cpu_hours": hours[name], "steps": records[name][-1]["step"], "curve": pts}
              for name, pts in curves.items()}
     out.mkdir(parents=True, exist_ok=True)
     (out / "capacity.json").write_text(json.dumps(
