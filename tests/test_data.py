@@ -145,6 +145,20 @@ def test_short_audio_is_skipped_with_a_warning(tmp_path: Path, caplog: pytest.Lo
     assert "skipped 1 of 3 audio files shorter than clip_seconds=0.5" in caplog.text
 
 
+def test_clips_per_file_cuts_consecutive_clips(tmp_path: Path) -> None:
+    """Each file gives as many whole clips as it holds, up to ``clips_per_file``, in order."""
+    ramp = np.arange(8000 * 2, dtype=np.int16)  # 2 s at 8 kHz: three whole 0.6-s clips, not four
+    sf.write(tmp_path / "a.wav", ramp, 8000)
+    options = {"clip_seconds": 0.6, "clips_per_file": 4}
+    items = load("train", kind="audio", path=str(tmp_path), test_fraction=0, options=options)
+    assert items.features.shape == (3, 4800, 1)
+    one = load("train", kind="audio", path=str(tmp_path), test_fraction=0, options={"clip_seconds": 0.6})
+    assert torch.equal(items.features[0], one.features[0])
+    step = float(items.features[0, 1, 0] - items.features[0, 0, 0])  # one code of the 16-bit ramp
+    assert items.features[1, 0, 0] == pytest.approx(float(items.features[0, -1, 0]) + step)
+    assert torch.equal(items.coords, one.coords)
+
+
 # --- sphere --------------------------------------------------------------------------------
 
 
@@ -246,6 +260,7 @@ def test_array_directory_and_single_file(tmp_path: Path) -> None:
         (dict(kind="text", path="x"), "data.kind must be one of"),
         (dict(kind="audio", path="x", options={"clip": 1}), "unknown data.options clip for kind audio"),
         (dict(kind="audio", path="x", options={"clip_seconds": -1}), "clip_seconds must be a positive"),
+        (dict(kind="audio", path="x", options={"clips_per_file": 0}), "clips_per_file"),
         (dict(kind="video", path="x", options={"size": [1, 2, 3]}), "size must be an integer or"),
         (dict(kind="voxels", path="x", options={"scale_augment": 1.5}), "scale_augment must be an integer"),
         (dict(kind="images", path="x", patch=[32, 0]), "data.patch\\[1\\] must be an integer >= 1"),
@@ -268,7 +283,7 @@ def test_config_validation(section: dict, message: str) -> None:
 
 
 def test_options_get_their_defaults() -> None:
-    assert DataConfig(kind="audio", path="x").options == {"clip_seconds": 3.0}
+    assert DataConfig(kind="audio", path="x").options == {"clip_seconds": 3.0, "clips_per_file": 1}
     video = DataConfig(kind="video", path="x", options={"frames": 2})
     assert video.options == {"frames": 2, "size": 32, "clips_per_video": 1}
 

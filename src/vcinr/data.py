@@ -59,7 +59,8 @@ class DataConfig:
     * images: ``random_crops_per_image`` — for the train split, take this many random
       ``patch``-sized crops per image instead of tiling it (paper: Div2K → Kodak).
     * audio: ``clip_seconds`` — the first seconds of each file (paper: 3 s); shorter files are
-      skipped with a warning.
+      skipped with a warning; ``clips_per_file`` — up to this many consecutive clips of that
+      length from each file (default 1, the paper's; more is more training data per utterance).
     * video: ``frames`` per clip, ``size`` (int or [H, W]; centre-crop to that aspect, then
       resize, as the paper does for UCF-101), ``clips_per_video`` consecutive clips per file.
     * scenes: ``views`` — use the first views of each scene (default all; all scenes need as

@@ -25,6 +25,7 @@ import torch
 from vcinr.errors import ConfigError, InputError
 from vcinr.modalities.base import Modality, SkipFile
 from vcinr.modalities.common import check_suffix, reading, writing
+from vcinr.modalities.datasets import check_counts
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
 COORD_RANGE = (-5.0, 5.0)
@@ -101,7 +102,8 @@ class AudioModality(Modality):
     snr_centre = 0.5  # a waveform in [-1, 1] is stored as (x + 1) / 2
     codecs = ("mp3", "aac", "opus")
     strong_codecs = ("opus",)  # for speech
-    dataset_options = MappingProxyType({"clip_seconds": 3.0})  # the paper's first 3 s of each utterance
+    # the paper's first 3 s of each utterance; more consecutive clips of a file are more training data
+    dataset_options = MappingProxyType({"clip_seconds": 3.0, "clips_per_file": 1})
 
     def duration(self, meta: dict, grid: tuple[int, ...]) -> float | None:
         rate = meta.get("sample_rate")
@@ -116,14 +118,20 @@ class AudioModality(Modality):
         value = options["clip_seconds"]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ConfigError(f"data.options.clip_seconds must be a positive number, got {value!r}")
+        check_counts(options, 1, "clips_per_file")
 
     def dataset_signals(self, path: Path, options: dict[str, Any]) -> list[Signal]:
-        """The first ``clip_seconds`` of the file; a shorter file is skipped (items must be equally long)."""
-        seconds = float(options["clip_seconds"])
-        signal = read_audio(path, max_seconds=seconds)
-        if signal.grid_shape[0] < round(seconds * signal.meta["sample_rate"]):
+        """Up to ``clips_per_file`` consecutive clips of ``clip_seconds`` from the file's start (as many as
+        it holds); a file shorter than one clip is skipped (items must be equally long)."""
+        seconds, clips = float(options["clip_seconds"]), options["clips_per_file"]
+        signal = read_audio(path, max_seconds=seconds * clips)
+        length = round(seconds * signal.meta["sample_rate"])
+        count = signal.grid_shape[0] // length
+        if count == 0:
             raise SkipFile(f"shorter than clip_seconds={seconds:g}")
-        return [signal]
+        coords = grid_coordinates((length,), *COORD_RANGE)
+        return [Signal(signal.features[i * length : (i + 1) * length], coords, self.name, signal.meta)
+                for i in range(count)]
 
     def write(self, signal: Signal, path: Path) -> None:
         write_audio(signal, path)
