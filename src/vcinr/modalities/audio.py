@@ -25,7 +25,7 @@ import torch
 from vcinr.errors import ConfigError, InputError
 from vcinr.modalities.base import Modality, SkipFile
 from vcinr.modalities.common import check_suffix, reading, writing
-from vcinr.modalities.datasets import check_counts
+from vcinr.modalities.datasets import check_counts, consecutive_clips
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
 COORD_RANGE = (-5.0, 5.0)
@@ -126,12 +126,10 @@ class AudioModality(Modality):
         seconds, clips = float(options["clip_seconds"]), options["clips_per_file"]
         signal = read_audio(path, max_seconds=seconds * clips)
         length = round(seconds * signal.meta["sample_rate"])
-        count = signal.grid_shape[0] // length
-        if count == 0:
+        clips = consecutive_clips(signal, length, grid_coordinates((length,), *COORD_RANGE))
+        if not clips:
             raise SkipFile(f"shorter than clip_seconds={seconds:g}")
-        coords = grid_coordinates((length,), *COORD_RANGE)
-        return [Signal(signal.features[i * length : (i + 1) * length], coords, self.name, signal.meta)
-                for i in range(count)]
+        return clips
 
     def write(self, signal: Signal, path: Path) -> None:
         write_audio(signal, path)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from vcinr.errors import ConfigError, InputError
-from vcinr.signal import MAX_POINTS
+from vcinr.signal import MAX_POINTS, Signal
 
 
 class Source(Protocol):
@@ -154,3 +154,10 @@ class DataKind:
     def whole_items(self, source: Source, split: str) -> OwnCoordinateItems | None:
         """Items with coordinates of their own, loaded at once; ``None`` (grid data): unit by unit."""
         return None
+
+
+def consecutive_clips(signal: Signal, length: int, coords: torch.Tensor) -> list[Signal]:
+    """The whole clips of ``length`` points along ``signal``'s first axis, in order, each with
+    ``coords`` (one clip's grid); a shorter tail is dropped.  Audio and video cut files this way."""
+    return [Signal(signal.features[i * length : (i + 1) * length], coords, signal.modality, signal.meta)
+            for i in range(signal.grid_shape[0] // length)]

@@ -22,7 +22,7 @@ from PIL import Image
 from vcinr.errors import InputError
 from vcinr.modalities.base import Modality, SkipFile
 from vcinr.modalities.common import check_suffix, meta_number, reading, to_uint8, writing
-from vcinr.modalities.datasets import check_counts, check_size
+from vcinr.modalities.datasets import check_counts, check_size, consecutive_clips
 from vcinr.signal import MAX_POINTS, Signal, grid_coordinates
 
 SUFFIXES = (".mp4", ".m4v", ".mov", ".avi", ".mkv", ".webm", ".gif", ".mpg", ".mpeg")
@@ -144,12 +144,10 @@ class VideoModality(Modality):
         frames, clips, size = options["frames"], options["clips_per_video"], options["size"]
         size = tuple(size) if isinstance(size, (list, tuple)) else (size, size)
         signal = read_video(path, max_frames=frames * clips, size=size)
-        count = signal.grid_shape[0] // frames
-        if count == 0:
+        clips = consecutive_clips(signal, frames, grid_coordinates((frames, *signal.grid_shape[1:]), 0.0, 1.0))
+        if not clips:
             raise SkipFile(f"fewer than frames={frames} frames")
-        coords = grid_coordinates((frames, *signal.grid_shape[1:]), 0.0, 1.0)
-        return [Signal(signal.features[i * frames : (i + 1) * frames], coords, self.name, signal.meta)
-                for i in range(count)]
+        return clips
 
     def write(self, signal: Signal, path: Path) -> None:
         write_video(signal, path)
