@@ -135,10 +135,47 @@ def test_trained_transform_coder_estimate_matches_the_coded_size(tiny_cifar_mode
     tabled = codec.estimated_bits(symbols)
     assert abs(tabled - continuous) <= 0.02 * continuous + 8
     assert abs(8 * len(data) - tabled) <= 64 + 0.01 * tabled
-    # the inference codec reproduces the training module's rounded reconstruction
+    # the inference codec reproduces the training module's rounded reconstruction, up to its
+    # transforms' float16 storage (exactly, once the training module is rounded the same way)
     with torch.no_grad():
         phi_round, _ = coder(latents, "round")
+        assert torch.allclose(codec.from_symbols(symbols), phi_round, rtol=1e-2, atol=1e-2)
+        for weight in (*coder.g_a.parameters(), *coder.g_s.parameters()):
+            weight.copy_(weight.half().float())
+        phi_round, _ = coder(latents, "round")
     assert torch.allclose(codec.from_symbols(symbols), phi_round, atol=1e-5)
+
+
+def _small_learned_codec(weight_dtype):
+    torch.manual_seed(0)
+    tables = entropy.tables_from_counts(torch.ones(3, 8))
+    return LearnedCodec(ResidualMLP(4, 3, 16, 1), ResidualMLP(3, 4, 16, 1), torch.zeros(3), tables,
+                        torch.zeros(4), torch.ones(4), weight_dtype=weight_dtype)
+
+
+def test_learned_codec_stores_its_transforms_in_half_precision_and_loads_the_same_codec():
+    codec = _small_learned_codec(torch.float16)
+    stored = codec.tensors()
+    assert all(v.dtype == torch.float16 for k, v in stored.items() if k.startswith(("g_a.", "g_s.")))
+    loaded = LearnedCodec.from_tensors(stored, {"width": 16, "blocks": 1, "z_dim": 3})
+    assert loaded.weight_dtype == torch.float16 and loaded.g_s.inp.weight.dtype == torch.float32
+    symbols = torch.randint(-3, 4, (10, 3), dtype=torch.int32)
+    phi = torch.randn(10, 4)
+    assert torch.equal(loaded.from_symbols(symbols), codec.from_symbols(symbols))
+    assert torch.equal(loaded.to_symbols(phi), codec.to_symbols(phi))
+
+
+def test_learned_levels_stored_in_float32_load_unrounded():
+    """Levels fitted before transforms were stored in half keep decoding what they encoded."""
+    codec = _small_learned_codec(torch.float32)
+    stored = codec.tensors()
+    assert stored["g_s.inp.weight"].dtype == torch.float32
+    assert not torch.equal(stored["g_s.inp.weight"], stored["g_s.inp.weight"].half().float())
+    loaded = LearnedCodec.from_tensors(stored, {"width": 16, "blocks": 1, "z_dim": 3})
+    assert loaded.weight_dtype == torch.float32 and torch.equal(loaded.g_s.inp.weight, stored["g_s.inp.weight"])
+    stored["g_a.inp.weight"] = stored["g_a.inp.weight"].half()
+    with pytest.raises(ValueError, match="must all be float16 or all float32"):
+        LearnedCodec.from_tensors(stored, {"width": 16, "blocks": 1, "z_dim": 3})
 
 
 def test_residual_mlp_is_residual():

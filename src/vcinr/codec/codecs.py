@@ -98,11 +98,27 @@ class LatentCodec(ABC):
 
 
 class LearnedCodec(LatentCodec):
+    """The transform coder at inference.
+
+    ``weight_dtype`` is the precision ``g_a``/``g_s`` are stored in.  New levels store them in
+    float16, half of a level's bytes (the bundle's size, docs/models.md); the constructor rounds
+    the transforms to that precision (they still compute in float32), so the codec ``fit-codec``
+    scores is bit for bit the one its file holds, and the one every encoder and decoder loads.
+    Levels stored in float32 (fitted before) load as they are.
+    """
+
     kind = "learned"
+    STORED_DTYPES = (torch.float16, torch.float32)
 
     def __init__(self, g_a: ResidualMLP, g_s: ResidualMLP, medians: torch.Tensor, tables: EntropyTables,
-                 mean: torch.Tensor, std: torch.Tensor):
+                 mean: torch.Tensor, std: torch.Tensor, weight_dtype: torch.dtype = torch.float16):
+        if weight_dtype not in self.STORED_DTYPES:
+            raise ValueError(f"transform weights are stored as float16 or float32, not {weight_dtype}")
+        self.weight_dtype = weight_dtype
         self.g_a, self.g_s = g_a.eval().requires_grad_(False), g_s.eval().requires_grad_(False)
+        with torch.no_grad():
+            for weight in (*self.g_a.parameters(), *self.g_s.parameters()):
+                weight.copy_(weight.to(weight_dtype).float())
         self.medians = medians.detach().float().reshape(-1)
         self.tables, self.mean, self.std = tables, mean.float(), std.float()
         if self.medians.shape[0] != tables.dims:
@@ -126,8 +142,8 @@ class LearnedCodec(LatentCodec):
 
     def tensors(self) -> dict[str, torch.Tensor]:
         out = {"mean": self.mean, "std": self.std, "medians": self.medians, **self.tables.tensors("tables")}
-        out.update({f"g_a.{k}": v for k, v in self.g_a.state_dict().items()})
-        out.update({f"g_s.{k}": v for k, v in self.g_s.state_dict().items()})
+        out.update({f"g_a.{k}": v.to(self.weight_dtype) for k, v in self.g_a.state_dict().items()})
+        out.update({f"g_s.{k}": v.to(self.weight_dtype) for k, v in self.g_s.state_dict().items()})
         return out
 
     @classmethod
@@ -137,10 +153,14 @@ class LearnedCodec(LatentCodec):
         with torch.device("meta"):  # filled by the file's tensors: an arch that does not match them allocates nothing
             g_a = ResidualMLP(dim, arch["z_dim"], arch["width"], arch["blocks"])
             g_s = ResidualMLP(arch["z_dim"], dim, arch["width"], arch["blocks"])
-        g_a.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("g_a.")}, assign=True)
-        g_s.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("g_s.")}, assign=True)
+        stored = {k: v for k, v in tensors.items() if k.startswith(("g_a.", "g_s."))}
+        dtypes = {v.dtype for v in stored.values()}
+        if len(dtypes) != 1 or not dtypes <= set(cls.STORED_DTYPES):
+            raise ValueError(f"transform weights must all be float16 or all float32; found {sorted(map(str, dtypes))}")
+        g_a.load_state_dict({k[4:]: v.float() for k, v in stored.items() if k.startswith("g_a.")}, assign=True)
+        g_s.load_state_dict({k[4:]: v.float() for k, v in stored.items() if k.startswith("g_s.")}, assign=True)
         return cls(g_a, g_s, tensors["medians"], EntropyTables.from_tensors(tensors, "tables"),
-                   tensors["mean"], tensors["std"])
+                   tensors["mean"], tensors["std"], weight_dtype=dtypes.pop())
 
 
 class UniformCodec(LatentCodec):
