@@ -7,6 +7,7 @@ last good checkpoint and never writing non-finite weights.  Non-finite values ar
 wrapping the real meta-loss, so the rest of the loop runs as in production.
 """
 
+import functools
 import json
 import math
 
@@ -18,6 +19,7 @@ from vcinr.errors import ModelError
 from vcinr.meta import training
 from vcinr.meta.run_directory import CHECKPOINT_FILE, METRICS_FILE, divergence_warning
 from vcinr.meta.model import load_model
+from vcinr.meta.rollback import SpikeGuard
 from vcinr.storage import load_state
 from vcinr.training import train
 
@@ -35,7 +37,7 @@ class _NanGradient(torch.autograd.Function):
 
 
 def poison(monkeypatch, bad_calls: set[int] | None, kind: str = "loss") -> list[int]:
-    """Make the meta-loss non-finite at the given call numbers (all calls when ``None``)."""
+    """Make the meta-loss non-finite (or, ``kind="spike"``, jump) at the given call numbers (all when ``None``)."""
     real = training.meta_loss_function
     calls: list[int] = []
 
@@ -46,7 +48,10 @@ def poison(monkeypatch, bad_calls: set[int] | None, kind: str = "loss") -> list[
             calls.append(len(calls))
             loss = loss_fn(*args, **kwargs)
             if bad_calls is None or calls[-1] in bad_calls:
-                loss = loss * math.inf if kind == "loss" else loss + _NanGradient.apply(loss)
+                if kind == "spike":  # finite, a hundred times larger: a jump out of the basin
+                    loss = loss * 100.0
+                else:
+                    loss = loss * math.inf if kind == "loss" else loss + _NanGradient.apply(loss)
             return loss
 
         return meta_loss
@@ -100,7 +105,56 @@ def test_diverging_run_is_a_one_line_cli_error(tiny_config, data_dir, tmp_path, 
     assert not (tmp_path / "run" / "model.safetensors").exists()
 
 
-# --- divergence without non-finite numbers: the run gets worse and settles there ---------------
+# --- divergence without non-finite numbers: the loss jumps, or the run gets worse and settles ---
+
+
+def test_spike_guard_fires_on_a_jump_of_the_median_not_on_one_bad_batch():
+    guard = SpikeGuard(factor=5.0, interval=10, recent=4, reference=20)
+    losses = [1.0 + 0.5 * (step % 3) for step in range(40)]
+    losses[30] = 50.0  # one hard batch
+    for step, loss in enumerate(losses):
+        guard.observe(step, loss)
+        assert not guard.spiked()
+        guard.keep(step + 1, *_state())
+    for step in range(40, 44):  # then every loss is ten times larger
+        guard.observe(step, 10.0)
+    assert guard.spiked()
+    snapshot = guard.rollback()
+    assert snapshot.step == 30  # the older of the two copies kept (steps 30 and 40)
+    assert not guard.spiked()  # the losses after step 30 are forgotten
+
+
+def _state():
+    model = torch.nn.Linear(2, 2)
+    return model, torch.optim.Adam(model.parameters()), torch.Generator(), None
+
+
+def test_a_loss_jump_rolls_the_run_back_at_half_the_learning_rate(tiny_config, data_dir, tmp_path, monkeypatch):
+    config = tiny_config("cifar10", data_dir / "cifar10", steps=30, max_items=16, batch_size=4, inner_steps=1)
+    monkeypatch.setattr(training, "SpikeGuard", functools.partial(SpikeGuard, interval=5, recent=3, reference=8))
+    calls = poison(monkeypatch, {20, 21}, "spike")  # the losses of the states after 20 and 21 steps jump
+    out = tmp_path / "run"
+    result = train(config, out, progress=False)
+    # the second jumped loss lifts the median of the last 3: back to the copy at step 15 (of 15 and 20)
+    assert result.steps == 30 and len(calls) == 22 + 15
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    events = [r for r in records if "event" in r]
+    assert len(events) == 1 and events[0]["step"] == 15
+    assert events[0]["event"] == "loss median jumped at step 21; rolled back to step 15, outer lr now x0.5"
+    steps = [r["step"] for r in records if "loss" in r]
+    assert steps == list(range(1, 31))  # the abandoned steps' records are gone
+    lrs = {r["step"]: r["lr"] for r in records if "lr" in r}
+    assert lrs[16] == pytest.approx(lrs[15] / 2)
+    assert load_state(out / CHECKPOINT_FILE)[1]["lr_scale"] == 0.5
+
+
+def test_a_run_whose_loss_keeps_jumping_stops_with_one_line(tiny_config, data_dir, tmp_path, monkeypatch):
+    config = tiny_config("cifar10", data_dir / "cifar10", steps=200, max_items=16, batch_size=4, inner_steps=1)
+    config.train.max_rollbacks = 1
+    monkeypatch.setattr(training, "SpikeGuard", functools.partial(SpikeGuard, interval=5, recent=3, reference=8))
+    poison(monkeypatch, set(range(20, 200)), "spike")
+    with pytest.raises(ModelError, match="training diverged: the loss jumped 2 times"):
+        train(config, tmp_path / "run", progress=False)
 
 
 def test_divergence_warning_compares_the_final_validation_with_the_best(tmp_path):

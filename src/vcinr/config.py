@@ -88,6 +88,9 @@ class TrainConfig:
     its checkpoint (optimiser state included) is too large to keep.  ``ema_decay`` turns on an
     exponential moving average of the weights that validation and the written model use
     (:mod:`vcinr.meta.averaging`); 0.998 averages over about the last 500 steps.
+    ``spike_factor``: when the median loss of the last 20 steps exceeds this multiple of the
+    200 steps' before, the run returns to its state of 100–200 steps earlier and continues at
+    half the learning rate (:mod:`vcinr.meta.rollback`), at most ``max_rollbacks`` times.
     """
 
     steps: int = 1000
@@ -105,6 +108,8 @@ class TrainConfig:
     time_budget: float | None = None
     init_from: str | None = None  # a model directory whose weights start the run (a warm start)
     ema_decay: float | None = None  # average the weights (validated and saved) with this decay per step
+    spike_factor: float | None = 5.0  # roll back and halve the lr when the loss median jumps this much (None: off)
+    max_rollbacks: int = 4  # rollbacks before the run is declared diverged
 
 
 @dataclass
@@ -144,6 +149,10 @@ class Config:
             raise ConfigError(f"train.time_budget must be positive seconds, got {t.time_budget}")
         if t.warmup_steps < 0:
             raise ConfigError(f"train.warmup_steps must be >= 0, got {t.warmup_steps}")
+        if t.spike_factor is not None and not t.spike_factor > 1.0:
+            raise ConfigError(f"train.spike_factor must be > 1 (or null for no rollback), got {t.spike_factor}")
+        if t.max_rollbacks < 0:
+            raise ConfigError(f"train.max_rollbacks must be >= 0, got {t.max_rollbacks}")
         if t.ema_decay is not None and not 0.0 < t.ema_decay < 1.0:
             raise ConfigError(f"train.ema_decay must be in (0, 1) (or null for none), got {t.ema_decay}")
         if t.decay not in ("none", "cosine"):

@@ -53,6 +53,7 @@ from vcinr.meta.metasgd import MetaINR, item_coords
 from vcinr.meta.model import WEIGHTS_FILE, ItemSpec, build_model, load_model, save_model
 from vcinr.meta.performance import meta_backward, meta_loss_function, step_workers
 from vcinr.meta.quality import SignalQuality
+from vcinr.meta.rollback import SpikeGuard
 from vcinr.meta.run_directory import METRICS_FILE, Checkpoint, append_metrics, check_same_run, truncate_metrics
 from vcinr.storage import fingerprint_file
 
@@ -228,11 +229,13 @@ def _train(config: Config, data: TrainingData, out: Path, progress: bool, compil
         scalars = checkpoint.load(model, optimizer, sampler, average)
         step, elapsed, initial = scalars["step"], scalars["elapsed"], scalars["initial"]
         cpu_elapsed = float(scalars.get("cpu", 0.0))  # absent in checkpoints of older versions
+        lr_scale, rollbacks = float(scalars.get("lr_scale", 1.0)), int(scalars.get("rollbacks", 0))
         if ctx.is_main:
             truncate_metrics(metrics_path, step)
     else:
         ctx.broadcast_parameters(model)
         step, elapsed, cpu_elapsed = 0, 0.0, 0.0
+        lr_scale, rollbacks = 1.0, 0
         if ctx.is_main:
             metrics_path.unlink(missing_ok=True)  # left by a run that failed before its first checkpoint
         initial = evaluate_now()
@@ -246,8 +249,12 @@ def _train(config: Config, data: TrainingData, out: Path, progress: bool, compil
     coords = coords.to(device)
     shard = ctx.shard(t.batch_size)
     bad_steps, interrupted = 0, False
+    guard = SpikeGuard(t.spike_factor) if t.spike_factor is not None else None
     started = time.perf_counter() - elapsed
     cpu_started = time.process_time() - cpu_elapsed  # CPU seconds of this process, all threads
+    scalars_now = lambda: {"step": step, "elapsed": time.perf_counter() - started,  # noqa: E731
+                           "cpu": time.process_time() - cpu_started, "initial": initial,
+                           "lr_scale": lr_scale, "rollbacks": rollbacks}
     bar = tqdm(total=t.steps, initial=step, disable=not (progress and ctx.is_main), desc="meta-train", unit="step")
     model.train()
     with _sigint_requests_stop() as stop_requested:
@@ -275,8 +282,25 @@ def _train(config: Config, data: TrainingData, out: Path, progress: bool, compil
                                      "lower train.outer_lr or meta.lr_clip (last good checkpoint kept)")
                 continue
             bad_steps = 0
+            if guard is not None:
+                guard.observe(step, loss.item())
+                if guard.spiked():
+                    rollbacks += 1
+                    if rollbacks > t.max_rollbacks:
+                        raise ModelError(f"training diverged: the loss jumped {rollbacks} times, the last at step "
+                                         f"{step}; lower train.outer_lr (last good checkpoint kept)")
+                    snapshot = guard.rollback()
+                    snapshot.restore(model, optimizer, sampler, average)
+                    jumped_at, step, lr_scale = step, snapshot.step, lr_scale / 2
+                    bar.n = step
+                    if ctx.is_main:
+                        truncate_metrics(metrics_path, step)
+                        checkpoint.save(model, optimizer, sampler, scalars_now(), average)
+                    log({"step": step, "event": f"loss median jumped at step {jumped_at}; rolled back to step "
+                                                f"{step}, outer lr now x{lr_scale:g}"})
+                    continue
             for group in optimizer.param_groups:
-                group["lr"] = outer_lr_at(t, step)
+                group["lr"] = outer_lr_at(t, step) * lr_scale
             optimizer.step()
             if average is not None:
                 average.update(model)
@@ -291,16 +315,14 @@ def _train(config: Config, data: TrainingData, out: Path, progress: bool, compil
                 record.update({f"val_{k}": v for k, v in evaluate_now().items()})
                 bar.set_postfix({k: round(v, 3) for k, v in record.items() if k.startswith("val_")})
             log(record)
+            if guard is not None:
+                guard.keep(step, model, optimizer, sampler, average)
             if ctx.is_main and (step % t.checkpoint_every == 0 or step == t.steps):
-                checkpoint.save(model, optimizer, sampler,
-                                {"step": step, "elapsed": time.perf_counter() - started,
-                                 "cpu": time.process_time() - cpu_started, "initial": initial}, average)
+                checkpoint.save(model, optimizer, sampler, scalars_now(), average)
     bar.close()
     elapsed = time.perf_counter() - started
     if ctx.is_main:
-        checkpoint.save(model, optimizer, sampler, {"step": step, "elapsed": elapsed,
-                                                    "cpu": time.process_time() - cpu_started, "initial": initial},
-                        average)
+        checkpoint.save(model, optimizer, sampler, scalars_now(), average)
     if interrupted:
         ctx.barrier()  # the checkpoint is complete before any rank exits
         raise Interrupted(f"stopped at step {step} of {t.steps}; checkpoint saved in {out}, "
