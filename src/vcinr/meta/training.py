@@ -14,7 +14,9 @@ from a generator seeded from that seed.
 A step whose loss or gradient is not finite (second-order meta-learning can diverge, paper
 appendix E.1) is skipped, not applied, and logged to ``metrics.jsonl``; ``MAX_BAD_STEPS`` of
 them in a row stop the run as diverged, keeping the last good checkpoint.  Non-finite
-weights are never written.
+weights are never written.  A finite jump of the loss's running median (``train.spike_factor``)
+rolls the run back to its in-memory state of 100–200 steps earlier at half the outer lr
+(:mod:`vcinr.meta.rollback`).
 
 Under ``torchrun`` the same loop trains data-parallel (:mod:`vcinr.meta.distributed`):
 every rank draws the same global batch of ``train.batch_size`` items and adapts its own
