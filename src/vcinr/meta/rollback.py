@@ -41,7 +41,7 @@ class Snapshot:
     def restore(self, model: MetaINR, optimizer: torch.optim.Optimizer, sampler: torch.Generator,
                 average: WeightAverage | None) -> None:
         model.load_state_dict(self.model)
-        optimizer.load_state_dict(copy.deepcopy(self.optimizer))
+        optimizer.load_state_dict(copy.deepcopy(self.optimizer))  # a copy: a second jump may restore it again
         sampler.set_state(self.sampler.clone())
         if average is not None and self.average is not None:
             average.load_state_tensors(self.average)
@@ -59,8 +59,8 @@ class SpikeGuard:
         if not factor > 1:
             raise ValueError(f"spike factor must be > 1, got {factor}")
         self.factor, self.interval, self.recent, self.reference = factor, interval, recent, reference
-        # two intervals more than the test needs, so that after a rollback the losses before the
-        # snapshot still fill the reference window and a second jump is caught as soon as the first
+        # two intervals more than the comparison needs, so that after a rollback the losses before
+        # the snapshot still fill the reference window and a second jump is caught like the first
         self._losses: deque[tuple[int, float]] = deque(maxlen=recent + reference + 2 * interval)
         self._snapshots: deque[Snapshot] = deque(maxlen=2)
 
