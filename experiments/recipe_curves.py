@@ -65,7 +65,8 @@ def main() -> None:
     parser.add_argument("--ylabel", default="kodim17–20 PSNR, unquantised (dB)")
     parser.add_argument("--offset-hours", type=float, default=0.0,
                         help="CPU-hours spent before the first run given (an earlier stage not plotted)")
-    parser.add_argument("--target", type=float, nargs="*", default=[], help="PSNRs to extrapolate the budget to")
+    parser.add_argument("--target", type=float, action="append", default=[],
+                        help="a PSNR to extrapolate the budget to (repeat for several)")
     parser.add_argument("--fit-from", type=float, default=0.0, help="fit only validations from this many CPU-hours")
     args = parser.parse_args()
     import matplotlib
