@@ -16,7 +16,9 @@ Usage (each model directory must have fitted quality levels, see ``vcinr fit-cod
         --model cifar10=DIR --model kodak=DIR --model librispeech=DIR --model video=DIR --model era5=DIR
 
 Only the datasets given a ``--model`` are run. Each writes ``OUT/<dataset>/rd.json`` + ``rd.png``;
-``OUT/summary.md`` + ``summary.json`` tabulate the BD-rates against each modality's anchor codec.
+``OUT/summary.md`` + ``summary.json`` tabulate the BD-rates against each modality's anchor codec,
+keeping the entries of datasets an earlier run wrote there and this one did not re-run (each
+entry records its own date, model and effort).
 """
 
 from __future__ import annotations
@@ -92,6 +94,8 @@ def main() -> None:
     parser.add_argument("--audio-clips", type=int, default=10)
     parser.add_argument("--video-frames", type=int, default=16)
     parser.add_argument("--video-size", type=int, default=64)
+    parser.add_argument("--effort", type=int, default=None,
+                        help="encoder search steps for vcinr's levels (default: compress's default)")
     args = parser.parse_args()
     models = dict(item.split("=", 1) for item in args.model)
     unknown = set(models) - set(DATASETS)
@@ -99,16 +103,19 @@ def main() -> None:
         parser.error(f"--model DATASET=DIR with DATASET in {', '.join(DATASETS)}")
     from vcinr.evaluate.reference import reference_datasets
 
-    summary = {"date": utc_now(), "machine": machine(), "datasets": {}}
+    previous = args.out / "summary.json"
+    summary = json.loads(previous.read_text()) if previous.exists() else {"datasets": {}}
+    summary.update(date=utc_now(), machine=machine())
     for name, model in models.items():
         make_inputs, reference = DATASETS[name]
         folder = args.out / name / "inputs"
         folder.mkdir(parents=True, exist_ok=True)
         inputs, limit = make_inputs(args, folder)
         with Stopwatch() as clock:
-            outcome = run_eval(model, inputs, args.out / name, max_files=limit,
+            outcome = run_eval(model, inputs, args.out / name, max_files=limit, effort=args.effort,
                                reference=reference if reference in reference_datasets() else None)
-        summary["datasets"][name] = {"model": model, "inputs": [str(i) for i in inputs], "max_files": limit,
+        summary["datasets"][name] = {"date": utc_now(), "model": model, "effort": args.effort,
+                                     "inputs": [str(i) for i in inputs], "max_files": limit,
                                      "seconds": round(clock.wall, 1), "cpu_seconds": round(clock.cpu, 1),
                                      "bd": outcome.bd}
         print(f"{name}: {outcome.json_path} ({summary['datasets'][name]['seconds']} s)")
