@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from pathlib import Path
+
+import numpy as np
 
 
 def validations(folder: Path, last: int | None) -> tuple[list[tuple[int, float, float]], dict]:
@@ -44,15 +45,6 @@ def largest_dip(psnr: list[float]) -> float:
         best = max(best, value)
         dip = max(dip, best - value)
     return dip
-
-
-def log_fit(hours: list[float], psnr: list[float]) -> tuple[float, float]:
-    """Least-squares ``(a, b)`` of ``psnr ≈ a + b·log2(hours)``."""
-    x = [math.log2(h) for h in hours]
-    mean_x, mean_y = sum(x) / len(x), sum(psnr) / len(psnr)
-    slope = (sum((u - mean_x) * (v - mean_y) for u, v in zip(x, psnr))
-             / sum((u - mean_x) ** 2 for u in x))
-    return mean_y - slope * mean_x, slope
 
 
 def main() -> None:
@@ -97,21 +89,21 @@ def main() -> None:
         offset_step, offset_cpu = steps[-1], offset_cpu + rows[-1][1]
     result: dict = {"runs": summary, "offset_hours": args.offset_hours}
     if args.target:
-        fitted = [(h, p) for h, p in zip(all_hours, all_psnr) if h >= args.fit_from and h > 0]
-        a, b = log_fit([h for h, _ in fitted], [p for _, p in fitted])
+        hours, psnr = np.array(all_hours), np.array(all_psnr)
+        keep = (hours >= args.fit_from) & (hours > 0)
+        b, a = (float(v) for v in np.polyfit(np.log2(hours[keep]), psnr[keep], 1))  # psnr ≈ a + b·log2(h)
         budgets = {f"{t:g}": 2 ** ((t - a) / b) if b > 0 else None for t in args.target}
-        result["extrapolation"] = {"fit_from_hours": args.fit_from, "points": len(fitted),
+        result["extrapolation"] = {"fit_from_hours": args.fit_from, "points": int(keep.sum()),
                                    "db_per_doubling": b, "intercept_db_at_1h": a, "cpu_hours_for": budgets}
-        span = [fitted[0][0], max(h for h in budgets.values() if h) if any(budgets.values()) else all_hours[-1]]
-        line = [span[0] * (span[1] / span[0]) ** (i / 50) for i in range(51)]
-        by_cpu.plot(line, [a + b * math.log2(h) for h in line], "k--", lw=0.8,
+        line = np.geomspace(hours[keep][0], max([h for h in budgets.values() if h] + [hours[-1]]), 51)
+        by_cpu.plot(line, a + b * np.log2(line), "k--", lw=0.8,
                     label=f"fit: {b:+.2f} dB per doubling of CPU (extrapolation)")
         by_cpu.set_xscale("log")
         for target, hours_needed in budgets.items():
             by_cpu.axhline(float(target), color="grey", lw=0.6, ls=":")
             print(f"target {target} dB: {hours_needed:,.0f} CPU-hours on this trend" if hours_needed
                   else f"target {target} dB: not reached on this trend")
-        print(f"fit over {len(fitted)} validations from {args.fit_from} CPU-h: {b:+.3f} dB per doubling")
+        print(f"fit over {int(keep.sum())} validations from {args.fit_from} CPU-h: {b:+.3f} dB per doubling")
         by_cpu.legend(fontsize=7)
     by_step.set(xlabel="outer step (runs end to end)", ylabel=args.ylabel)
     by_cpu.set(xlabel="training CPU-hours (one thread)")
