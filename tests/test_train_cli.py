@@ -84,6 +84,15 @@ def test_resuming_with_another_config_is_refused(tmp_path, capsys):
     assert code == 2 and "different config" in capsys.readouterr().err
 
 
+def test_resuming_may_validate_and_checkpoint_at_other_intervals(tmp_path):
+    out, config = tmp_path / "run", str(tiny_config(tmp_path))
+    assert main(["train", "--config", config, "--out", str(out), "--steps", "1", "--quiet"]) == 0
+    assert main(["train", "--config", config, "--out", str(out), "--steps", "3", "--quiet",
+                 "--set", "train.eval_every=2", "--set", "train.checkpoint_every=9"]) == 0
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if "val_psnr" in r and r["step"] > 1] == [2, 3]
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

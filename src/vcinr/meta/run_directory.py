@@ -108,7 +108,8 @@ def _same_run(recorded: Any, current: dict[str, Any]) -> bool:
     """Whether a recorded config (any JSON: the file may be damaged) differs from ``current`` only as a resume may."""
     if not isinstance(recorded, dict) or not isinstance(recorded.get("train"), dict):
         return False
-    ignore = ("steps", "time_budget", "device")
+    # how long, where, and how often to validate or checkpoint: none of these changes a step's result
+    ignore = ("steps", "time_budget", "device", "eval_every", "checkpoint_every")
     defaults = dataclasses.asdict(TrainConfig())  # options added since a run started were at their defaults
     resumable = lambda c: {**c, "train": {k: v for k, v in {**defaults, **c["train"]}.items()  # noqa: E731
                                           if k not in ignore}}
