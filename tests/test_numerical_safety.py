@@ -148,6 +148,20 @@ def test_a_loss_jump_rolls_the_run_back_at_half_the_learning_rate(tiny_config, d
     assert load_state(out / CHECKPOINT_FILE)[1]["lr_scale"] == 0.5
 
 
+def test_a_resumed_run_is_guarded_from_its_first_step(tiny_config, data_dir, tmp_path, monkeypatch):
+    config = tiny_config("cifar10", data_dir / "cifar10", steps=12, max_items=16, batch_size=4, inner_steps=1)
+    monkeypatch.setattr(training, "SpikeGuard", functools.partial(SpikeGuard, interval=5, recent=3, reference=8))
+    out = tmp_path / "run"
+    train(config, out, progress=False)
+    config.train.steps = 20
+    calls = poison(monkeypatch, {1, 2}, "spike")  # the resumed process's calls: the states after 13 and 14 steps
+    result = train(config, out, progress=False)
+    # without the logged losses the guard would see 3 losses, not the 11 it compares, and miss the jump
+    assert result.steps == 20 and len(calls) == 3 + 8
+    events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if "event" in line]
+    assert [e["event"] for e in events] == ["loss median jumped at step 14; rolled back to step 12, outer lr now x0.5"]
+
+
 def test_a_run_whose_loss_keeps_jumping_stops_with_one_line(tiny_config, data_dir, tmp_path, monkeypatch):
     config = tiny_config("cifar10", data_dir / "cifar10", steps=200, max_items=16, batch_size=4, inner_steps=1)
     config.train.max_rollbacks = 1

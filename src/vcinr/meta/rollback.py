@@ -52,7 +52,8 @@ class SpikeGuard:
 
     ``observe`` every step's loss; ``spiked()`` says whether the recent median has jumped;
     ``keep`` the run's state at every step (it copies only every ``interval``); ``rollback``
-    returns the snapshot to restore and forgets the losses after it.
+    returns the snapshot to restore and forgets the losses after it; ``resume`` arms a
+    resumed run at once.
     """
 
     def __init__(self, factor: float, interval: int = 100, recent: int = 20, reference: int = 200):
@@ -68,18 +69,36 @@ class SpikeGuard:
         """Record the loss of the state after ``step`` outer steps."""
         self._losses.append((step, loss))
 
+    def resume(self, step: int, losses: list[tuple[int, float]], model: MetaINR, optimizer: torch.optim.Optimizer,
+               sampler: torch.Generator, average: WeightAverage | None) -> None:
+        """Arm the guard of a resumed run: the ``(step, loss)`` its log holds, its state as the first copy.
+
+        Without them the guard would watch nothing for ``recent + reference`` steps after every
+        resume: a width-256 run resumed at step 265 collapsed from 20 to 11 dB over steps
+        320–360 unseen (docs/training.md, "Stability").
+        """
+        for logged_step, loss in losses[-self._losses.maxlen:]:
+            self.observe(logged_step, loss)
+        self.keep(step, model, optimizer, sampler, average, always=True)
+
     def spiked(self) -> bool:
-        """Whether the median of the last ``recent`` losses is ``factor`` × that of the ``reference`` before."""
-        if len(self._losses) < self.recent + self.reference or len(self._snapshots) < 2:
+        """Whether the median of the last ``recent`` losses is ``factor`` × that of the ``reference`` before.
+
+        Only once a copy of the state from before those ``recent`` steps is kept to roll back to.
+        """
+        if len(self._losses) < self.recent + self.reference:
             return False
-        losses = np.array([loss for _, loss in self._losses])[-(self.recent + self.reference):]
+        window = list(self._losses)[-(self.recent + self.reference):]
+        if not self._snapshots or self._snapshots[0].step > window[self.reference][0]:
+            return False
+        losses = np.array([loss for _, loss in window])
         before, recent = np.median(losses[:self.reference]), np.median(losses[self.reference:])
         return bool(recent > self.factor * before)
 
     def keep(self, step: int, model: MetaINR, optimizer: torch.optim.Optimizer, sampler: torch.Generator,
-             average: WeightAverage | None) -> None:
-        """Copy the run's state if ``step`` is a multiple of ``interval``."""
-        if step % self.interval:
+             average: WeightAverage | None, always: bool = False) -> None:
+        """Copy the run's state if ``step`` is a multiple of ``interval`` (or ``always``)."""
+        if step % self.interval and not always:
             return
         self._snapshots.append(Snapshot(
             step, {k: v.detach().clone() for k, v in model.state_dict().items()},

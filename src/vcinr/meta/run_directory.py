@@ -150,6 +150,17 @@ def truncate_metrics(path: Path, step: int) -> None:
     atomic_write_bytes(path, b"".join(kept))
 
 
+def logged_losses(path: Path) -> list[tuple[int, float]]:
+    """``(step, training loss)`` of every step logged in ``metrics.jsonl``; empty without a log.
+
+    A record's step counts the update its loss led to: the loss is that of the state one step before.
+    """
+    if not os.path.lexists(path):
+        return []
+    return [(int(r["step"]) - 1, float(r["loss"])) for _, r in _metric_records(path)
+            if _is_number(r.get("step")) and _is_number(r.get("loss"))]
+
+
 def divergence_warning(out: str | Path, final: dict[str, float]) -> str | None:
     """A hint when the final validation is far below the best one in ``metrics.jsonl``, else ``None``.
 

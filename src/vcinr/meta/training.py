@@ -56,7 +56,8 @@ from vcinr.meta.model import WEIGHTS_FILE, ItemSpec, build_model, load_model, sa
 from vcinr.meta.performance import meta_backward, meta_loss_function, step_workers
 from vcinr.meta.quality import SignalQuality
 from vcinr.meta.rollback import SpikeGuard
-from vcinr.meta.run_directory import METRICS_FILE, Checkpoint, append_metrics, check_same_run, truncate_metrics
+from vcinr.meta.run_directory import (METRICS_FILE, Checkpoint, append_metrics, check_same_run, logged_losses,
+                                      truncate_metrics)
 from vcinr.storage import fingerprint_file
 
 MAX_BAD_STEPS = 10  # consecutive non-finite steps before a run is declared diverged
@@ -252,6 +253,8 @@ def _train(config: Config, data: TrainingData, out: Path, progress: bool, compil
     shard = ctx.shard(t.batch_size)
     bad_steps, interrupted = 0, False
     guard = SpikeGuard(t.spike_factor) if t.spike_factor is not None else None
+    if guard is not None and step > 0:  # resumed: the guard watches from the first step on
+        guard.resume(step, logged_losses(metrics_path), model, optimizer, sampler, average)
     started = time.perf_counter() - elapsed
     cpu_started = time.process_time() - cpu_elapsed  # CPU seconds of this process, all threads
     scalars_now = lambda: {"step": step, "elapsed": time.perf_counter() - started,  # noqa: E731
