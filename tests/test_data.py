@@ -135,6 +135,15 @@ def test_librispeech_patches() -> None:
     assert_items(whole, (3, 16000, 1), "audio", (-5.0, 5.0))
 
 
+def test_a_patch_range_keeps_the_spacing_of_longer_patches() -> None:
+    """200 samples over a range 199/399 as wide as [-5, 5] are as far apart as 400 samples over [-5, 5]."""
+    path, half = str(data_path("librispeech")), 5.0 * 199 / 399
+    short = load("train", kind="audio", path=path, patch=[200], patch_range=[-half, half], max_items=4)
+    assert_items(short, (4, 200, 1), "audio", (-half, half))
+    long = load("train", kind="audio", path=path, patch=[400], max_items=4)
+    assert torch.allclose(short.coords.diff(dim=0), long.coords.diff(dim=0)[:199], atol=1e-6)
+
+
 def test_short_audio_is_skipped_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     rng = np.random.default_rng(0)
     for name, seconds in (("a.wav", 1.0), ("b.wav", 0.2), ("c.wav", 1.5), ("d.wav", 1.0)):
@@ -267,6 +276,10 @@ def test_array_directory_and_single_file(tmp_path: Path) -> None:
         (dict(kind="images", path="x", max_items=0), "max_items must be an integer >= 1"),
         (dict(kind="images", path="x", test_fraction=1.5), "test_fraction must be in"),
         (dict(kind="images", path="x", options={"random_crops_per_image": 4}), "needs data.patch"),
+        (dict(kind="audio", path="x", patch_range=[-1, 1]), "patch_range needs data.patch"),
+        (dict(kind="audio", path="x", patch=[200], patch_range=[1, -1]), "finite low < high"),
+        (dict(kind="audio", path="x", patch=[200], patch_range=[0, float("inf")]), "finite low < high"),
+        (dict(kind="audio", path="x", patch=[200], patch_range=[0, 1, 2]), "finite low < high"),
         # counts and per-item sizes the loader would allocate before reading a file (issue 14)
         (dict(kind="voxels", path="x", options={"scale_augment": 10**12}), "scale_augment must be at most"),
         (dict(kind="voxels", path="x", options={"resolution": 1000}), "resolution must give at most"),

@@ -93,6 +93,24 @@ def test_resuming_may_validate_and_checkpoint_at_other_intervals(tmp_path):
     assert [r["step"] for r in records if "val_psnr" in r and r["step"] > 1] == [2, 3]
 
 
+def test_a_patch_range_is_what_the_model_and_its_codecs_use(tmp_path):
+    out = tmp_path / "run"
+    config = str(tiny_config(tmp_path))
+    assert main(["train", "--config", config, "--out", str(out), "--steps", "1", "--quiet",
+                 "--set", "data.patch=[16,16]", "--set", "data.patch_range=[0.25,0.75]"]) == 0
+    assert load_model(out).spec.coord_range == (0.25, 0.75)
+
+
+def test_a_run_recorded_before_a_data_key_existed_still_resumes(tmp_path):
+    out, config = tmp_path / "run", str(tiny_config(tmp_path))
+    assert main(["train", "--config", config, "--out", str(out), "--steps", "1", "--quiet"]) == 0
+    recorded = json.loads((out / "train_config.json").read_text())
+    del recorded["data"]["patch_range"]  # as written by a version without data.patch_range
+    (out / "train_config.json").write_text(json.dumps(recorded))
+    assert main(["train", "--config", config, "--out", str(out), "--steps", "2", "--quiet"]) == 0
+    assert load_model(out).spec.coord_range is None
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

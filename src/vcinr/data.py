@@ -29,8 +29,9 @@ Loading is CPU-only and deterministic given ``seed``.
 from __future__ import annotations
 
 import logging
+import math
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,11 @@ class DataConfig:
       ``scale_augment`` — number of extra copies per shape, each scaled per axis by a random
       factor in [0.75, 1.25] (the paper's ShapeNet augmentation).
 
+    ``patch_range`` ``[low, high]``: the coordinate range of one patch along every axis (default:
+    the modality's ``coord_range``).  Shorter patches over a proportionally shorter range keep
+    the coordinate spacing of a model trained on longer ones, so it can warm-start them (e.g.
+    200-sample speech patches over ``[-2.494, 2.494]`` sample like 400 over ``[-5, 5]``).
+
     ``mix`` lists further data sections (same keys, no nested ``mix``) whose items are appended
     to this one's, each split and capped by its own settings; they must give items of the same
     modality, shape and coordinates — e.g. CIFAR-10 images plus 32×32 Kodak patches for one
@@ -82,6 +88,7 @@ class DataConfig:
     kind: str
     path: str
     patch: list[int] | None = None
+    patch_range: list[float] | None = None
     max_items: int | None = None
     test_fraction: float = 0.2
     seed: int = 0
@@ -97,6 +104,8 @@ class DataConfig:
             self.patch = [option_integer(f"data.patch[{i}]", p, minimum=1) for i, p in enumerate(self.patch)]
             if not self.patch:
                 raise ConfigError("data.patch must list at least one size (or be omitted)")
+        if self.patch_range is not None:
+            self.patch_range = _patch_range(self.patch_range, self.patch)
         if self.max_items is not None:
             self.max_items = option_integer("data.max_items", self.max_items, minimum=1)
         fraction = self.test_fraction
@@ -113,6 +122,21 @@ class DataConfig:
         kind.check_options(self.options, self.patch)
         if self.mix is not None:
             self.mix = [_mixed_source(i, source) for i, source in enumerate(self.mix)]
+
+
+DATA_DEFAULTS = {f.name: f.default for f in fields(DataConfig) if f.default is not MISSING}
+"""The optional keys of a data section at their defaults (a run recorded before a key existed had it so)."""
+
+
+def _patch_range(span: Any, patch: list[int] | None) -> list[float]:
+    """``data.patch_range`` checked: two finite numbers, low < high, and only with ``data.patch``."""
+    if patch is None:
+        raise ConfigError("data.patch_range needs data.patch (it is the coordinate range of one patch)")
+    if (not isinstance(span, (list, tuple)) or len(span) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in span)
+            or not span[0] < span[1]):
+        raise ConfigError(f"data.patch_range must be [low, high] with finite low < high, got {span!r}")
+    return [float(v) for v in span]
 
 
 def _kind(name: str) -> DataKind:
@@ -222,7 +246,7 @@ def load_items(cfg: DataConfig, split: str) -> ItemSet:
         features, file_index = features[keep], torch.unique(file_index[keep], return_inverse=True)[1]
         mask = mask[keep] if mask is not None else None
     if patch:
-        coords = grid_coordinates(patch, *modality.coord_range)
+        coords = grid_coordinates(patch, *patch_coord_range(cfg))
     if mask is not None and bool(mask.all()):
         mask = None
     items = ItemSet(features, coords, modality.name, file_index=file_index if patch else None, point_mask=mask)
@@ -231,6 +255,11 @@ def load_items(cfg: DataConfig, split: str) -> ItemSet:
             continue  # a training-only source (e.g. extra photos beside the held-out Kodak images)
         items = _append(items, load_items(DataConfig(**source), split), source["path"])
     return items
+
+
+def patch_coord_range(cfg: DataConfig) -> tuple[float, float]:
+    """The coordinate range of one patch of ``cfg``'s items: ``patch_range``, else the modality's."""
+    return tuple(cfg.patch_range or get_modality(DATA_KINDS[cfg.kind].modality).coord_range)
 
 
 def _whole_signals_subset(file_index: torch.Tensor, max_items: int, rng: np.random.Generator) -> torch.Tensor:

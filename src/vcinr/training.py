@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vcinr.config import Config
-from vcinr.data import load_items
+from vcinr.data import load_items, patch_coord_range
 from vcinr.errors import ConfigError
 from vcinr.meta.items import ItemSet
 from vcinr.meta.model import ItemSpec
@@ -24,7 +24,7 @@ from vcinr.modalities import get_modality
 
 
 def item_spec(config: Config, items: ItemSet) -> ItemSpec:
-    """The geometry of ``items`` as a model records it, with the loss and patch range of their modality."""
+    """The geometry of ``items`` as a model records it, with their modality's loss and the patch range of ``config.data``."""
     modality = get_modality(items.modality)
     patched = config.data.patch is not None
     return ItemSpec(
@@ -33,7 +33,7 @@ def item_spec(config: Config, items: ItemSet) -> ItemSpec:
         out_dim=items.features.shape[-1],
         loss=modality.loss,
         item_shape=tuple(items.features.shape[1:-1]),
-        coord_range=tuple(modality.coord_range) if patched and modality.coord_range is not None else None,
+        coord_range=patch_coord_range(config.data) if patched else None,
         observation=items.observation,
         max_points=items.max_points,
     )
