@@ -106,7 +106,7 @@ def main() -> None:
         print(f"fit over {int(keep.sum())} validations from {args.fit_from} CPU-h: {b:+.3f} dB per doubling")
         by_cpu.legend(fontsize=7)
     by_step.set(xlabel="outer step (runs end to end)", ylabel=args.ylabel)
-    by_cpu.set(xlabel="training CPU-hours (one thread)")
+    by_cpu.set(xlabel="training CPU-hours (process CPU time, all threads)")
     for ax in (by_step, by_cpu):
         ax.grid(alpha=0.3)
     by_step.legend(fontsize=7)
