@@ -163,6 +163,19 @@ class Config:
             raise ConfigError(f"train.device must be cpu or cuda[:N], got {t.device!r}")
 
 
+def with_defaults(recorded: dict[str, Any]) -> dict[str, Any]:
+    """A recorded :meth:`Config.to_dict` with the ``train`` and ``data`` keys added since it was written
+    at their defaults, which is what the run it records used (so such a run still resumes)."""
+    train_defaults = dataclasses.asdict(TrainConfig())
+    data_defaults = {f.name: f.default for f in dataclasses.fields(DataConfig) if f.default is not dataclasses.MISSING}
+    source = lambda section: {**data_defaults, **section} if isinstance(section, dict) else section  # noqa: E731
+    data = recorded.get("data")
+    if isinstance(data, dict):
+        mix = data.get("mix")
+        data = {**source(data), "mix": [source(m) for m in mix] if isinstance(mix, list) else mix}
+    return {**recorded, "train": {**train_defaults, **recorded["train"]}, "data": data}
+
+
 def _convert(value: Any, hint: Any, key: str) -> Any:
     """Coerce a YAML value to the annotated type, or raise a ConfigError naming ``key``."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)

@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -122,10 +122,6 @@ class DataConfig:
         kind.check_options(self.options, self.patch)
         if self.mix is not None:
             self.mix = [_mixed_source(i, source) for i, source in enumerate(self.mix)]
-
-
-DATA_DEFAULTS = {f.name: f.default for f in fields(DataConfig) if f.default is not MISSING}
-"""The optional keys of a data section at their defaults (a run recorded before a key existed had it so)."""
 
 
 def _patch_range(span: Any, patch: list[int] | None) -> list[float]:

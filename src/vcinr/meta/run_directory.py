@@ -8,7 +8,6 @@ recorded config a resume must match.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Iterator
@@ -18,8 +17,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
-from vcinr.config import Config, TrainConfig
-from vcinr.data import DATA_DEFAULTS
+from vcinr.config import Config, with_defaults
 from vcinr.errors import ConfigError, ModelError
 from vcinr.limits import MAX_METRICS_BYTES, open_regular, parse_json, read_json
 from vcinr.meta.averaging import WeightAverage
@@ -111,17 +109,10 @@ def _same_run(recorded: Any, current: dict[str, Any]) -> bool:
         return False
     # how long, where, and how often to validate or checkpoint: none of these changes a step's result
     ignore = ("steps", "time_budget", "device", "eval_every", "checkpoint_every")
-    train_defaults = dataclasses.asdict(TrainConfig())
 
     def resumable(config: dict[str, Any]) -> dict[str, Any]:
-        """``config`` with options added since a run started at their defaults, and ``ignore`` dropped."""
-        train = {k: v for k, v in {**train_defaults, **config["train"]}.items() if k not in ignore}
-        data = config.get("data")
-        if isinstance(data, dict):
-            mix = data.get("mix")
-            data = {**DATA_DEFAULTS, **data,
-                    "mix": [{**DATA_DEFAULTS, **m} if isinstance(m, dict) else m for m in mix] if mix else mix}
-        return {**config, "train": train, "data": data}
+        full = with_defaults(config)
+        return {**full, "train": {k: v for k, v in full["train"].items() if k not in ignore}}
 
     return resumable(recorded) == resumable(current)
 
