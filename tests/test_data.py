@@ -277,9 +277,10 @@ def test_array_directory_and_single_file(tmp_path: Path) -> None:
         (dict(kind="images", path="x", test_fraction=1.5), "test_fraction must be in"),
         (dict(kind="images", path="x", options={"random_crops_per_image": 4}), "needs data.patch"),
         (dict(kind="audio", path="x", patch_range=[-1, 1]), "patch_range needs data.patch"),
-        (dict(kind="audio", path="x", patch=[200], patch_range=[1, -1]), "finite low < high"),
-        (dict(kind="audio", path="x", patch=[200], patch_range=[0, float("inf")]), "finite low < high"),
-        (dict(kind="audio", path="x", patch=[200], patch_range=[0, 1, 2]), "finite low < high"),
+        (dict(kind="audio", path="x", patch=[200], patch_range=[1, -1]), "with low < high"),
+        (dict(kind="audio", path="x", patch=[200], patch_range=[0, float("inf")]), "within ±1e\\+06"),
+        (dict(kind="audio", path="x", patch=[200], patch_range=[0, 2e6]), "within ±1e\\+06"),
+        (dict(kind="audio", path="x", patch=[200], patch_range=[0, 1, 2]), "with low < high"),
         # counts and per-item sizes the loader would allocate before reading a file (issue 14)
         (dict(kind="voxels", path="x", options={"scale_augment": 10**12}), "scale_augment must be at most"),
         (dict(kind="voxels", path="x", options={"resolution": 1000}), "resolution must give at most"),

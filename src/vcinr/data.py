@@ -29,7 +29,6 @@ Loading is CPU-only and deterministic given ``seed``.
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -40,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 from vcinr.errors import ConfigError, InputError
+from vcinr.limits import MAX_COORDINATE
 from vcinr.meta.items import ItemSet
 from vcinr.modalities import DATA_KINDS, get_modality
 from vcinr.modalities.base import SkipFile
@@ -129,9 +129,11 @@ def _patch_range(span: Any, patch: list[int] | None) -> list[float]:
     if patch is None:
         raise ConfigError("data.patch_range needs data.patch (it is the coordinate range of one patch)")
     if (not isinstance(span, (list, tuple)) or len(span) != 2
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in span)
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) <= MAX_COORDINATE
+                       for v in span)
             or not span[0] < span[1]):
-        raise ConfigError(f"data.patch_range must be [low, high] with finite low < high, got {span!r}")
+        raise ConfigError(f"data.patch_range must be [low, high] with low < high, each within "
+                          f"±{MAX_COORDINATE:g} (what a model records), got {span!r}")
     return [float(v) for v in span]
 
 

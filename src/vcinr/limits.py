@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 
 from vcinr.errors import VcinrError
 
+MAX_COORDINATE = 1e6  # largest |coordinate| of a patch range a model may record (config and model JSON alike)
 MAX_VCI_BYTES = 64 << 20  # a .vci at the decoder's limits (2^22 symbols) is far smaller
 MAX_JSON_BYTES = 4 << 20  # config.json, codec JSON, YAML configs, checkpoint scalars
 MAX_WEIGHTS_BYTES = 2 << 30  # model.safetensors, codec weights, checkpoints (paper-scale models are ~20 MB)

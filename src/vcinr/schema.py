@@ -28,6 +28,7 @@ from typing import Any
 from vcinr.config import Config, from_dict
 from vcinr.errors import ConfigError, ModelError, shown
 from vcinr.meta.losses import LOSSES
+from vcinr.limits import MAX_COORDINATE
 from vcinr.signal import MAX_POINTS
 
 MAX_WIDTH = 8192
@@ -109,7 +110,7 @@ def check_item(item: Any, where: str) -> dict[str, Any]:
     if span is not None:
         if not isinstance(span, list) or len(span) != 2:
             raise ModelError(f"{where}: item.coord_range must be null or [low, high]")
-        low, high = (_float(v, f"{where}: item.coord_range", -1e6, 1e6) for v in span)
+        low, high = (_float(v, f"{where}: item.coord_range", -MAX_COORDINATE, MAX_COORDINATE) for v in span)
         if not low < high:
             raise ModelError(f"{where}: item.coord_range must be [low, high] with low < high")
     observation = _observation(item.get("observation"), f"{where}: item.observation")
