@@ -27,11 +27,11 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} MKL_NUM_THREADS=${MKL_NUM_THREADS:-
 OLD_SCHEDULE="--warmup-steps 0 --steps 400 --lr 1e-3 --final-lr-fraction 1 --max-points 100000000"
 
 # name | config | training seconds | extra train options | half precision | fit-codec options
-# (image: 2,500 + 5,000 + 3,000 steps, about 2.7 CPU-hours, and about 4 CPU-hours of codec fitting; audio: 3,000 + 4,000 + 4,000 steps on 400-sample patches, then 4,000 on 200-sample ones, 3.6 CPU-hours, and about 0.7 CPU-hours of codec fitting; the time budget
+# (image: 2,500 + 5,000 + 3,000 steps, about 2.7 CPU-hours, and about 4 CPU-hours of codec fitting; audio: 3,000 + 4,000 + 4,000 steps on 400-sample patches, then 4,000 on 200-sample ones and 4,000 on 100-sample ones, 5.1 CPU-hours, and about 0.6 CPU-hours of codec fitting; the time budget
 # only caps each stage)
 MODELS=(
   "image|experiments/recipe/w128d6-phi256-p16-unitphi0-lr3e-4.yaml@2500;experiments/recipe/w128d6-phi256-p16-continue-ema.yaml;experiments/recipe/w128d6-phi256-p16-continue2-ema.yaml|100000||half|--lambdas 0.001 0.003 0.01 0.03 0.1 --bits 3 4 5 6 --width 256 --max-items 8000 --steps 9600"
-  "audio|experiments/recipe/audio-w128d6-phi256-p400-lr2000-ema.yaml;experiments/recipe/audio-w128d6-phi256-p400-allclips.yaml;experiments/recipe/audio-w128d6-phi256-p400-allclips-continue.yaml;experiments/recipe/audio-w128d6-phi256-p200-from-p400.yaml|100000||half|--lambdas 0.1 0.3 1 3 --bits 4 6 8 --width 256 --max-items 8000 --steps 2400"
+  "audio|experiments/recipe/audio-w128d6-phi256-p400-lr2000-ema.yaml;experiments/recipe/audio-w128d6-phi256-p400-allclips.yaml;experiments/recipe/audio-w128d6-phi256-p400-allclips-continue.yaml;experiments/recipe/audio-w128d6-phi256-p200-from-p400.yaml;experiments/recipe/audio-w128d6-phi256-p100-from-p200.yaml|100000||half|--lambdas 0.03 0.1 0.3 1 --bits 4 6 8 --width 256 --max-items 16000 --steps 2400"
   "era5|era5-tiny|240|--steps 1000000||--lambdas 0.001 0.01 0.1 --bits 4 6 8 --max-items 2000 $OLD_SCHEDULE"
 )
 
