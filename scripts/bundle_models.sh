@@ -3,7 +3,8 @@
 #
 #   scripts/bundle_models.sh                 # all three, with the CPU budgets the bundled ones had
 #   BUDGET_SCALE=10 DEVICE=cuda scripts/bundle_models.sh image   # longer, on a GPU
-#   INIT=src/vcinr/models/image scripts/bundle_models.sh image   # continue from the bundled weights
+#   INIT=RUN scripts/bundle_models.sh image   # start the first stage from RUN's weights (--init); to continue
+#                                             # the bundled model, train its last stage's config with --init instead
 #
 # A model's config may be stages, "A.yaml@STEPS;B.yaml": each later stage is a new run that
 # starts from the previous stage's weights (--init), as the image model was made (2,500 steps
